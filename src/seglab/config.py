@@ -1,0 +1,72 @@
+"""Where the Hydra configs live, and the checks a composed config must pass before a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from seglab.errors import ConfigError
+
+
+def config_dir() -> str:
+    """The `conf/` folder: packaged inside seglab by `pip install .`, else the source tree's."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parents[1] / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return str(candidate)
+    raise ConfigError(f"seglab's config folder is missing: looked for conf/train.yaml in "
+                      f"{here} and {here.parents[1]}; reinstall seglab")
+
+
+def auto_precision(accelerator: str = "auto") -> str:
+    """"bf16-mixed" where bf16 runs natively on the chosen accelerator (Ampere+ GPUs, CPUs
+    with AVX512-BF16 or AMX), else "32-true": `${auto_precision:...}` in trainer/default.yaml."""
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "32-true"
+    return "bf16-mixed" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "32-true"
+
+
+OmegaConf.register_new_resolver("auto_precision", auto_precision, replace=True)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# key -> (test, what was expected); checked only where the key is present in the config.
+TYPED_KEYS = {
+    "seed": (_is_int, "an integer"),
+    "data.num_classes": (lambda v: _is_int(v) and v >= 2, "an integer of at least 2"),
+    "data.batch_size": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "data.num_workers": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "data.ignore_index": (_is_int, "an integer"),
+    "data.input_size": (lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_int, v)),
+                        "a [height, width] pair of integers"),
+    "trainer.max_epochs": (lambda v: v is None or _is_int(v), "an integer or null"),
+    "optimizer.lr": (lambda v: _is_number(v) and v > 0, "a positive number"),
+    "optimizer.weight_decay": (lambda v: _is_number(v) and v >= 0, "a non-negative number"),
+    "optimizer.momentum": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+}
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Raise ConfigError naming the first key whose value has the wrong type or range."""
+    for key, (test, expected) in TYPED_KEYS.items():
+        value = OmegaConf.select(cfg, key, default="<absent>")
+        if isinstance(value, str) and value == "<absent>":
+            continue
+        if OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value, resolve=True)
+        if not test(value):
+            raise ConfigError(f"config key {key} = {value!r} ({type(value).__name__}): "
+                              f"expected {expected}")

@@ -1,0 +1,8 @@
+"""Segmentation networks behind one interface; see `build_model`."""
+
+from seglab.models.base import SegmentationNet
+from seglab.models.complexity import count_gflops, count_parameters
+from seglab.models.registry import MODELS, build_model, supported_encoders
+
+__all__ = ["MODELS", "SegmentationNet", "build_model", "count_gflops", "count_parameters",
+           "supported_encoders"]

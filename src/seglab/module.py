@@ -1,0 +1,114 @@
+"""SegmentationModule: the one LightningModule, whatever network it trains."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from lightning import LightningModule
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from seglab import __version__
+from seglab.metrics import segmentation_scores
+from seglab.models import SegmentationNet
+from seglab.schedule import SchedulerSpec
+
+STAGES = ("train", "val", "test")
+
+
+class SegmentationModule(LightningModule):
+    """Trains and evaluates a `SegmentationNet` with one confusion matrix per stage.
+
+    Logs `<stage>/loss` and, at each epoch's end, `<stage>/mIoU`, `pixel_acc`, `dice` and
+    `iou_<class>`, plus `val/mIoU_best`. The matrices are torchmetrics states, so under DDP
+    they are summed over processes before any metric is derived.
+    """
+
+    def __init__(self, net: SegmentationNet, loss: nn.Module,
+                 optimizer: Callable[..., torch.optim.Optimizer],
+                 scheduler: SchedulerSpec | None, class_names: Sequence[str],
+                 ignore_index: int = 255) -> None:
+        super().__init__()
+        self.net = net
+        self.loss = loss
+        self.optimizer_factory = optimizer
+        self.scheduler_spec = scheduler
+        self.class_names = list(class_names)
+        self.ignore_index = ignore_index
+        self.confmats = nn.ModuleDict({
+            f"{stage}_confmat": MulticlassConfusionMatrix(len(self.class_names),
+                                                          ignore_index=ignore_index)
+            for stage in STAGES
+        })
+        self.best_val_miou = -math.inf
+        self.best_val_epoch: int | None = None
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net(images)
+
+    def _step(self, batch: dict, stage: str) -> Tensor:
+        logits = self.net(batch["image"])
+        loss = self.loss(logits, batch["mask"])
+        self.confmats[f"{stage}_confmat"].update(logits.argmax(1), batch["mask"])
+        batch_size = batch["image"].shape[0]
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, sync_dist=True,
+                 batch_size=batch_size)
+        if stage == "train":
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True,
+                     batch_size=batch_size)
+        return loss
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def predict_step(self, batch: dict, batch_idx: int) -> Tensor:
+        """Class-index masks [N, H, W]."""
+        return self.net(batch["image"]).argmax(1)
+
+    def _log_scores(self, stage: str) -> None:
+        confmat = self.confmats[f"{stage}_confmat"].compute()
+        self.confmats[f"{stage}_confmat"].reset()
+        scores = {f"{stage}/{key}": value
+                  for key, value in segmentation_scores(confmat, self.class_names).items()}
+        if stage == "val":
+            if not self.trainer.sanity_checking and scores["val/mIoU"] > self.best_val_miou:
+                self.best_val_miou = scores["val/mIoU"]
+                self.best_val_epoch = self.current_epoch
+            scores["val/mIoU_best"] = max(self.best_val_miou, scores["val/mIoU"])
+        miou = scores.pop(f"{stage}/mIoU")
+        self.log(f"{stage}/mIoU", miou, prog_bar=True)
+        self.log_dict(scores)
+
+    def on_train_epoch_end(self) -> None:
+        self._log_scores("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_scores("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_scores("test")
+
+    def configure_optimizers(self) -> dict:
+        optimizer = self.optimizer_factory(params=self.net.parameters())
+        if self.scheduler_spec is None:
+            return {"optimizer": optimizer}
+        return {"optimizer": optimizer,
+                "lr_scheduler": self.scheduler_spec.build(optimizer, self.trainer)}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["seglab"] = {"version": __version__, "class_names": self.class_names,
+                                "best_val_miou": self.best_val_miou,
+                                "best_val_epoch": self.best_val_epoch}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get("seglab", {})
+        self.best_val_miou = saved.get("best_val_miou", -math.inf)
+        self.best_val_epoch = saved.get("best_val_epoch")

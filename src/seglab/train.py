@@ -1,0 +1,82 @@
+"""seglab-train: fit a model, test its best checkpoint, and fill the run folder."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import hydra
+from lightning import seed_everything
+from omegaconf import DictConfig
+
+from seglab.builders import (
+    build_callbacks,
+    build_datamodule,
+    build_loggers,
+    build_module,
+    build_trainer,
+)
+from seglab.config import check_config, config_dir
+from seglab.models import count_gflops, count_parameters
+from seglab.report import print_run_summary
+from seglab.results import run_header, stage_metrics, versions, write_metrics_json
+from seglab.task import guard_run_folder, run_task, save_run_config
+from seglab.viz import plot_predictions
+
+
+def train(cfg: DictConfig) -> tuple[dict, dict]:
+    """Train, test the best checkpoint, write metrics.json and plots.
+
+    Returns (metrics, objects): the metrics.json contents and the built datamodule, module and
+    trainer, so tests and sweeps can inspect them.
+    """
+    output_dir = Path(cfg.paths.output_dir)
+    guard_run_folder(output_dir)
+    check_config(cfg)
+    save_run_config(cfg, output_dir)
+    seed_everything(cfg.seed, workers=True)
+
+    datamodule = build_datamodule(cfg)
+    class_names = datamodule.class_names
+    module = build_module(cfg, class_names)
+    trainer = build_trainer(cfg, build_callbacks(cfg), build_loggers(cfg))
+
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule)
+    train_seconds = time.perf_counter() - started
+    val_logged = dict(trainer.callback_metrics)
+
+    checkpoint = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback \
+        else ""
+    trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint or None,
+                 verbose=False)
+    test_logged = dict(trainer.callback_metrics)
+
+    metrics = {
+        **run_header(cfg, class_names),
+        "params": count_parameters(module.net),
+        "gflops": count_gflops(module.net, *datamodule.input_size),
+        "input_size": list(datamodule.input_size),
+        "train_seconds": round(train_seconds, 2),
+        "epochs": trainer.fit_loop.epoch_progress.current.completed,
+        "best_epoch": module.best_val_epoch,
+        **stage_metrics(val_logged, "val", class_names),
+        **stage_metrics(test_logged, "test", class_names),
+        "checkpoint": checkpoint or None,
+        "run_dir": str(output_dir),
+        "versions": versions(),
+    }
+    plot_predictions(module.net, datamodule.split("val"), class_names,
+                     output_dir / "predictions.png", ignore_index=datamodule.ignore_index)
+    write_metrics_json(output_dir / "metrics.json", metrics)
+    print_run_summary(metrics, class_names, str(output_dir))
+    return metrics, {"datamodule": datamodule, "module": module, "trainer": trainer}
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    return run_task(train, cfg)
+
+
+if __name__ == "__main__":
+    main()

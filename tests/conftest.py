@@ -1,0 +1,57 @@
+"""Compose the real configs with tiny limits and tmp_path outputs (as lightning-hydra-template)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from seglab.config import config_dir
+
+# Small enough for seconds on a CPU, large enough that every class appears.
+TINY = [
+    "data.dataset.lengths={train:32,val:16,test:16}",
+    "data.input_size=[32,32]",
+    "data.batch_size=8",
+    "trainer.max_epochs=1",
+    "trainer.accelerator=cpu",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "logger=none",
+]
+BIN = Path(sys.executable).parent
+
+
+def compose_config(config_name: str, output_dir: Path, overrides: list[str] = ()) -> DictConfig:
+    """The composed config, as Hydra would give it to the entry point, writing to output_dir."""
+    with initialize_config_dir(config_dir(), version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=list(overrides),
+                      return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+@pytest.fixture
+def tiny_train_cfg(tmp_path: Path):
+    """A factory: tiny train config writing to tmp_path/<name>, plus extra overrides."""
+    def make(name: str = "run", overrides: list[str] = ()) -> DictConfig:
+        return compose_config("train", tmp_path / name, [*TINY, *overrides])
+    return make
+
+
+def run_cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    """Run a seglab console script in a subprocess, as a user would."""
+    full_env = {**os.environ, **env}
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=600)

@@ -1,0 +1,76 @@
+"""The console scripts as a user runs them: outputs, sweeps, and one-line errors."""
+
+import json
+
+import pytest
+import yaml
+
+from conftest import TINY, run_cli
+from test_train import CONTRACT_KEYS
+
+pytestmark = pytest.mark.slow
+
+
+def test_train_cli_writes_the_contract(tmp_path):
+    result = run_cli(["seglab-train", *TINY, f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert CONTRACT_KEYS <= set(metrics)
+    assert metrics["status"] == "completed"
+    assert "per-class IoU" in result.stdout and f"run folder: {tmp_path}/run" in result.stdout
+    for name in ("checkpoints/best.ckpt", "checkpoints/last.ckpt", "curves.png",
+                 "predictions.png", "metrics.csv", "train.log", ".hydra/config.yaml"):
+        assert (tmp_path / "run" / name).is_file(), name
+
+
+def test_multirun_makes_one_folder_per_run(tmp_path):
+    result = run_cli(["seglab-train", "-m", "optimizer=adam,sgd", "trainer=debug", *TINY[:3],
+                      f"hydra.sweep.dir={tmp_path}/sweep"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    runs = sorted(path.parent for path in (tmp_path / "sweep").glob("*/metrics.json"))
+    assert [path.name for path in runs] == ["0", "1"]
+    overrides = [yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text()) for run in runs]
+    assert ["optimizer=adam" in o for o in overrides] == [True, False]
+    assert ["optimizer=sgd" in o for o in overrides] == [False, True]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["model=unett"], ["model/unett", "Available options in 'model'", "unet"]),
+    (["data.batch_size=abc"], ["data.batch_size = 'abc' (str): expected a positive integer"]),
+    (["encoder=vgg99"], ["encoder/vgg99", "resnet18"]),
+    (["model.encoder=vgg99"], ["does not support encoder 'vgg99'", "resnet18, resnet34"]),
+    (["nonexistent_key=1"], ["Could not override 'nonexistent_key'"]),
+])
+def test_bad_train_input_is_one_clear_error(tmp_path, args, expected):
+    result = run_cli(["seglab-train", *TINY, *args, f"hydra.run.dir={tmp_path}/run"],
+                     cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    for text in expected:
+        assert text in result.stderr, result.stderr
+
+
+def test_eval_needs_a_checkpoint(tmp_path):
+    result = run_cli(["seglab-eval", f"hydra.run.dir={tmp_path}/eval"], cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "ckpt_path" in result.stderr and "Missing mandatory value" in result.stderr
+
+
+def test_eval_refuses_missing_and_foreign_checkpoints(tmp_path):
+    import torch
+    missing = run_cli(["seglab-eval", f"ckpt_path={tmp_path}/nope.ckpt",
+                       f"hydra.run.dir={tmp_path}/eval1"], cwd=tmp_path)
+    assert missing.returncode == 1
+    assert f"ckpt_path: no checkpoint file at {tmp_path}/nope.ckpt" in missing.stderr
+    foreign = tmp_path / "foreign" / "checkpoints" / "best.ckpt"
+    foreign.parent.mkdir(parents=True)
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
+    before = foreign.read_bytes()
+    result = run_cli(["seglab-eval", f"ckpt_path={foreign}", f"hydra.run.dir={tmp_path}/eval2"],
+                     cwd=tmp_path)
+    assert result.returncode == 1
+    assert "was not written by seglab-train" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert foreign.read_bytes() == before
+    assert json.loads((tmp_path / "eval2" / "metrics.json").read_text())["status"] == "failed"

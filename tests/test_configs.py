@@ -1,0 +1,109 @@
+"""Every config group choice composes with the rest and instantiates."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from lightning import Trainer
+
+from conftest import TINY, compose_config
+from seglab.builders import (
+    build_callbacks,
+    build_datamodule,
+    build_loggers,
+    build_module,
+    build_trainer,
+)
+from seglab.config import check_config, config_dir
+from seglab.errors import ConfigError
+
+
+def choices(group: str) -> list[str]:
+    return sorted(path.stem for path in (Path(config_dir()) / group).glob("*.yaml"))
+
+
+def test_default_config_is_the_documented_one(tmp_path):
+    cfg = compose_config("train", tmp_path)
+    assert (cfg.model.name, cfg.encoder.name, cfg.data.name) == ("unet", "resnet18", "synthetic")
+    assert cfg.seed == 0
+    assert choices("trainer") == ["cpu", "debug", "default", "gpu", "gpu_amp"]
+    assert choices("logger") == ["csv", "none", "tensorboard", "wandb"]
+    assert choices("optimizer") == ["adam", "adamw", "sgd"]
+    assert choices("scheduler") == ["cosine", "none", "plateau", "poly"]
+    assert choices("loss") == ["ce", "ce_dice", "dice", "focal"]
+
+
+@pytest.mark.parametrize("encoder", choices("encoder"))
+@pytest.mark.parametrize("model", choices("model"))
+def test_model_and_encoder_choices_build(tmp_path, model, encoder):
+    cfg = compose_config("train", tmp_path, [*TINY, f"model={model}", f"encoder={encoder}"])
+    net = instantiate(cfg.model)
+    assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 4, 32, 32)
+
+
+@pytest.mark.parametrize("group", ["loss", "optimizer", "scheduler"])
+def test_training_choices_build_a_module_that_configures_optimizers(tmp_path, group):
+    for choice in choices(group):
+        cfg = compose_config("train", tmp_path, [*TINY, f"{group}={choice}"])
+        check_config(cfg)
+        module = build_module(cfg, ["background", "disc", "box", "triangle"])
+        trainer = Trainer(max_epochs=2, logger=False, enable_checkpointing=False)
+        trainer.fit_loop.max_batches = 4  # what estimated_stepping_batches reads
+        module.trainer = trainer
+        assert "optimizer" in module.configure_optimizers()
+
+
+@pytest.mark.parametrize("choice", choices("trainer"))
+def test_trainer_choices_instantiate(tmp_path, choice):
+    cfg = compose_config("train", tmp_path, [*TINY, f"trainer={choice}"])
+    if cfg.trainer.accelerator == "gpu":
+        assert cfg.trainer.devices == 1
+        if choice == "gpu_amp":
+            assert cfg.trainer.precision == "bf16-mixed"
+        return  # no GPU in CI: the composed values are what can be checked here
+    trainer = build_trainer(cfg, build_callbacks(cfg), build_loggers(cfg))
+    assert isinstance(trainer, Trainer)
+
+
+@pytest.mark.parametrize("choice", choices("logger"))
+def test_logger_choices_instantiate(tmp_path, choice):
+    cfg = compose_config("train", tmp_path, [*TINY, f"logger={choice}"])
+    loggers = build_loggers(cfg)
+    assert len(loggers) == (0 if choice == "none" else 1)
+    for logger in loggers:
+        assert str(tmp_path) in str(logger.save_dir)
+
+
+@pytest.mark.parametrize("choice", choices("callbacks"))
+def test_callback_choices_instantiate(tmp_path, choice):
+    cfg = compose_config("train", tmp_path, [*TINY, f"callbacks={choice}"])
+    names = {type(callback).__name__ for callback in build_callbacks(cfg)}
+    assert {"ModelCheckpoint", "EpochHistory"} <= names
+
+
+@pytest.mark.parametrize("choice", choices("data"))
+def test_data_choices_give_class_names_matching_num_classes(tmp_path, choice):
+    cfg = compose_config("train", tmp_path, [*TINY, f"data={choice}"])
+    datamodule = build_datamodule(cfg)
+    assert len(datamodule.class_names) == cfg.data.num_classes
+
+
+@pytest.mark.parametrize("choice", choices("experiment") + choices("debug"))
+def test_experiment_and_debug_bundles_compose(tmp_path, choice):
+    group = "experiment" if choice in choices("experiment") else "debug"
+    cfg = compose_config("train", tmp_path, [f"{group}={choice}"])
+    check_config(cfg)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.batch_size=abc", "data.batch_size = 'abc' (str): expected a positive integer"),
+    ("optimizer.lr=-1", "optimizer.lr = -1 (int): expected a positive number"),
+    ("trainer.max_epochs=1.5", "trainer.max_epochs = 1.5 (float): expected an integer or null"),
+    ("seed=zero", "seed = 'zero' (str): expected an integer"),
+])
+def test_wrong_types_are_named(tmp_path, override, message):
+    cfg = compose_config("train", tmp_path, [override])
+    with pytest.raises(ConfigError, match=f"config key {message}".replace("(", r"\(")
+                       .replace(")", r"\)")):
+        check_config(cfg)

@@ -1,0 +1,55 @@
+"""Metrics on hand-computed confusion matrices, through the same path training uses."""
+
+import math
+
+import pytest
+import torch
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from seglab.metrics import dice_per_class, iou_per_class, pixel_accuracy, segmentation_scores
+
+
+def test_two_class_matrix_by_hand():
+    # rows = target, columns = prediction
+    confmat = torch.tensor([[3, 1], [2, 4]])
+    assert iou_per_class(confmat).tolist() == pytest.approx([3 / 6, 4 / 7])
+    assert dice_per_class(confmat).tolist() == pytest.approx([6 / 9, 8 / 11])
+    assert pixel_accuracy(confmat) == pytest.approx(0.7)
+    scores = segmentation_scores(confmat, ["bg", "fg"])
+    assert scores["mIoU"] == pytest.approx((0.5 + 4 / 7) / 2)
+    assert scores["dice"] == pytest.approx((6 / 9 + 8 / 11) / 2)
+    assert scores["iou_bg"] == pytest.approx(0.5)
+
+
+def test_class_absent_from_target_and_prediction_is_left_out_of_the_mean():
+    confmat = torch.tensor([[5, 1, 0], [1, 3, 0], [0, 0, 0]])
+    ious = iou_per_class(confmat)
+    assert math.isnan(ious[2])
+    scores = segmentation_scores(confmat, ["a", "b", "c"])
+    assert scores["mIoU"] == pytest.approx((5 / 7 + 3 / 5) / 2)
+    assert math.isnan(scores["iou_c"])
+
+
+def test_class_predicted_but_never_present_scores_zero():
+    confmat = torch.tensor([[4, 2], [0, 0]])
+    assert iou_per_class(confmat).tolist() == pytest.approx([4 / 6, 0.0])
+
+
+def test_ignore_index_pixels_are_not_counted():
+    target = torch.tensor([[0, 0, 1, 255], [1, 1, 255, 2]])
+    prediction = torch.tensor([[0, 1, 1, 2], [1, 0, 0, 2]])
+    matrix = MulticlassConfusionMatrix(num_classes=3, ignore_index=255)
+    matrix.update(prediction[None], target[None])
+    confmat = matrix.compute()
+    assert confmat.sum() == 6
+    assert confmat.tolist() == [[1, 1, 0], [1, 2, 0], [0, 0, 1]]
+    scores = segmentation_scores(confmat, ["a", "b", "c"])
+    assert scores["pixel_acc"] == pytest.approx(4 / 6)
+    assert scores["iou_a"] == pytest.approx(1 / 3)
+    assert scores["iou_b"] == pytest.approx(2 / 4)
+    assert scores["iou_c"] == pytest.approx(1.0)
+
+
+def test_mismatched_class_names_are_refused():
+    with pytest.raises(ValueError, match="does not match 3 class names"):
+        segmentation_scores(torch.eye(2), ["a", "b", "c"])

@@ -1,0 +1,88 @@
+"""The built-in synthetic dataset: deterministic, well-formed, and not solvable by colour."""
+
+import numpy as np
+import pytest
+import torch
+
+from seglab.data.datamodule import SegmentationDataModule
+from seglab.data.synthetic import SyntheticShapes, class_names_for, draw_scene
+from seglab.metrics import segmentation_scores
+
+LENGTHS = {"train": 64, "val": 32, "test": 32}
+
+
+def test_scene_depends_only_on_seed_split_and_index():
+    image, mask = draw_scene(seed=3, split="train", index=5)
+    again_image, again_mask = draw_scene(seed=3, split="train", index=5)
+    np.testing.assert_array_equal(image, again_image)
+    np.testing.assert_array_equal(mask, again_mask)
+    assert not np.array_equal(image, draw_scene(seed=4, split="train", index=5)[0])
+    assert not np.array_equal(image, draw_scene(seed=3, split="val", index=5)[0])
+    assert not np.array_equal(image, draw_scene(seed=3, split="train", index=6)[0])
+
+
+def test_samples_follow_the_dataset_contract():
+    dataset = SyntheticShapes("val", LENGTHS, image_size=48, num_classes=6)
+    assert len(dataset) == 32
+    sample = dataset.load(0)
+    assert sample["image"].shape == (48, 48, 3) and sample["image"].dtype == np.uint8
+    assert sample["mask"].shape == (48, 48) and sample["mask"].dtype == np.int64
+    assert sample["id"] == "val_000000"
+    labels = np.unique(np.concatenate([dataset.load(i)["mask"].ravel() for i in range(32)]))
+    assert set(labels) == set(range(6))
+    assert dataset.class_names == ["background", "disc", "box", "triangle", "ring", "cross"]
+
+
+def test_bad_options_are_named():
+    with pytest.raises(ValueError, match="num_classes from 2 to 6, got 9"):
+        class_names_for(9)
+    with pytest.raises(ValueError, match="unknown split 'dev'"):
+        SyntheticShapes("dev", LENGTHS)
+    with pytest.raises(ValueError, match="positive size for split 'test'"):
+        SyntheticShapes("test", {"train": 4})
+
+
+def test_a_colour_lookup_cannot_solve_it():
+    """The best per-colour-bin majority class, fitted on train, scores poorly on val."""
+    bins = 8
+    train = [draw_scene(0, "train", i) for i in range(300)]
+    val = [draw_scene(0, "val", i) for i in range(100)]
+
+    def codes(image):
+        quantised = image.astype(np.int64) * bins // 256
+        return (quantised[..., 0] * bins + quantised[..., 1]) * bins + quantised[..., 2]
+
+    counts = np.zeros((bins**3, 4), dtype=np.int64)
+    for image, mask in train:
+        np.add.at(counts, (codes(image).ravel(), mask.ravel()), 1)
+    lookup = counts.argmax(1)
+    confmat = np.zeros((4, 4), dtype=np.int64)
+    for image, mask in val:
+        np.add.at(confmat, (mask.ravel(), lookup[codes(image).ravel()]), 1)
+    scores = segmentation_scores(torch.from_numpy(confmat), class_names_for(4))
+    assert scores["mIoU"] < 0.4
+    assert scores["iou_triangle"] < 0.2
+
+
+def test_datamodule_serves_normalised_tensors_and_class_names():
+    from functools import partial
+    dm = SegmentationDataModule(
+        name="synthetic", num_classes=4, input_size=[32, 32], batch_size=4, hflip=0.5,
+        dataset=partial(SyntheticShapes, lengths=LENGTHS, image_size=32, num_classes=4))
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].shape == (4, 3, 32, 32)
+    assert batch["mask"].shape == (4, 32, 32) and str(batch["mask"].dtype) == "torch.int64"
+    assert abs(float(batch["image"].mean())) < 1.5
+    assert dm.class_names == ["background", "disc", "box", "triangle"]
+    val_batch = next(iter(dm.val_dataloader()))
+    np.testing.assert_array_equal(val_batch["mask"][0].numpy(), dm.split("val").load(0)["mask"])
+
+
+def test_class_names_must_match_num_classes():
+    from functools import partial
+    dm = SegmentationDataModule(
+        name="synthetic", num_classes=3, input_size=[32, 32], class_names=["a", "b"],
+        dataset=partial(SyntheticShapes, lengths=LENGTHS, image_size=32, num_classes=3))
+    with pytest.raises(ValueError, match=r"has 2 names .* but data.num_classes is 3"):
+        _ = dm.class_names

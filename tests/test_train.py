@@ -1,0 +1,97 @@
+"""Training and evaluation in-process on the real configs with tiny limits."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY, compose_config
+from seglab.errors import ConfigError
+from seglab.eval import evaluate
+from seglab.train import train
+
+CONTRACT_KEYS = {
+    "status", "model", "encoder", "data", "seed", "num_classes", "class_names", "params",
+    "gflops", "train_seconds", "epochs", "best_epoch", "val/mIoU", "val/mIoU_best",
+    "val/pixel_acc", "val/dice", "val/loss", "test/mIoU", "test/pixel_acc", "test/dice",
+    "test/loss", "versions",
+}
+
+
+def test_fast_dev_run_fills_the_run_folder(tiny_train_cfg):
+    cfg = tiny_train_cfg("fdr", ["trainer=debug"])
+    metrics, _ = train(cfg)
+    output = Path(cfg.paths.output_dir)
+    saved = json.loads((output / "metrics.json").read_text())
+    assert saved["status"] == "completed"
+    assert CONTRACT_KEYS <= set(saved)
+    assert {f"val/iou_{name}" for name in saved["class_names"]} <= set(saved)
+    assert saved["versions"]["torch"].startswith("2.14.1")
+    assert saved["params"] == 14_328_644 and saved["gflops"] > 0
+    for name in ("curves.png", "predictions.png", "metrics.csv", ".hydra/config.yaml"):
+        assert (output / name).is_file(), name
+    assert metrics["val/mIoU"] == saved["val/mIoU"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """One tiny real training run (checkpoints on), shared by the tests below."""
+    output = tmp_path_factory.mktemp("trained") / "run"
+    cfg = compose_config("train", output, [*TINY, "trainer.max_epochs=2"])
+    metrics, _ = train(cfg)
+    return output, metrics
+
+
+def test_training_writes_checkpoints_and_history(trained_run):
+    output, metrics = trained_run
+    assert (output / "checkpoints" / "best.ckpt").is_file()
+    assert (output / "checkpoints" / "last.ckpt").is_file()
+    rows = (output / "metrics.csv").read_text().splitlines()
+    assert rows[0].split(",")[0] == "epoch" and len(rows) == 3
+    assert "val/mIoU" in rows[0] and "train/mIoU" in rows[0] and "train/loss" in rows[0]
+    assert metrics["epochs"] == 2
+    assert metrics["val/mIoU_best"] >= metrics["val/mIoU"] - 1e-12
+    assert metrics["best_epoch"] in (0, 1)
+
+
+def test_eval_reproduces_the_test_metrics(trained_run, tmp_path):
+    output, trained = trained_run
+    cfg = compose_config("eval", tmp_path / "eval",
+                         [f"ckpt_path={output}/checkpoints/best.ckpt"])
+    evaluated, _ = evaluate(cfg)
+    test_keys = [key for key in trained if key.startswith("test/")]
+    assert len(test_keys) >= 8
+    for key in test_keys:
+        assert evaluated[key] == pytest.approx(trained[key], abs=1e-4), key
+    saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert saved["evaluated_run"] == str(output)
+
+
+def test_eval_command_line_overrides_win(trained_run, tmp_path):
+    output, _ = trained_run
+    cfg = compose_config("eval", tmp_path / "eval",
+                         [f"ckpt_path={output}/checkpoints/best.ckpt", "data.batch_size=3"])
+    _, objects = evaluate(cfg)
+    assert objects["datamodule"].batch_size == 3
+    assert objects["datamodule"].input_size == (32, 32)  # from the run, not the default 64
+
+
+def test_same_seed_gives_identical_metrics(tiny_train_cfg):
+    first, _ = train(tiny_train_cfg("a", ["trainer=cpu", "trainer.max_epochs=1",
+                                          "trainer.enable_progress_bar=false"]))
+    second, _ = train(tiny_train_cfg("b", ["trainer=cpu", "trainer.max_epochs=1",
+                                           "trainer.enable_progress_bar=false"]))
+    for key in first:
+        if key.startswith(("val/", "test/")):
+            assert first[key] == second[key], key
+
+
+def test_a_finished_run_folder_is_never_reused(trained_run):
+    output, _ = trained_run
+    before = {path: path.read_bytes() for path in
+              (output / "metrics.json", output / "checkpoints" / "best.ckpt")}
+    cfg = compose_config("train", output, TINY)
+    with pytest.raises(ConfigError, match="already holds a finished run"):
+        train(cfg)
+    for path, content in before.items():
+        assert path.read_bytes() == content
