@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import TINY, compose_config
 from seglab.errors import ConfigError
@@ -38,12 +39,12 @@ def trained_run(tmp_path_factory):
     """One tiny real training run (checkpoints on), shared by the tests below."""
     output = tmp_path_factory.mktemp("trained") / "run"
     cfg = compose_config("train", output, [*TINY, "trainer.max_epochs=2"])
-    metrics, _ = train(cfg)
-    return output, metrics
+    metrics, objects = train(cfg)
+    return output, metrics, objects
 
 
 def test_training_writes_checkpoints_and_history(trained_run):
-    output, metrics = trained_run
+    output, metrics, _ = trained_run
     assert (output / "checkpoints" / "best.ckpt").is_file()
     assert (output / "checkpoints" / "last.ckpt").is_file()
     rows = (output / "metrics.csv").read_text().splitlines()
@@ -55,7 +56,7 @@ def test_training_writes_checkpoints_and_history(trained_run):
 
 
 def test_eval_reproduces_the_test_metrics(trained_run, tmp_path):
-    output, trained = trained_run
+    output, trained, _ = trained_run
     cfg = compose_config("eval", tmp_path / "eval",
                          [f"ckpt_path={output}/checkpoints/best.ckpt"])
     evaluated, _ = evaluate(cfg)
@@ -68,7 +69,7 @@ def test_eval_reproduces_the_test_metrics(trained_run, tmp_path):
 
 
 def test_eval_command_line_overrides_win(trained_run, tmp_path):
-    output, _ = trained_run
+    output, _, _ = trained_run
     cfg = compose_config("eval", tmp_path / "eval",
                          [f"ckpt_path={output}/checkpoints/best.ckpt", "data.batch_size=3"])
     _, objects = evaluate(cfg)
@@ -87,7 +88,7 @@ def test_same_seed_gives_identical_metrics(tiny_train_cfg):
 
 
 def test_a_finished_run_folder_is_never_reused(trained_run):
-    output, _ = trained_run
+    output, _, _ = trained_run
     before = {path: path.read_bytes() for path in
               (output / "metrics.json", output / "checkpoints" / "best.ckpt")}
     cfg = compose_config("train", output, TINY)
@@ -95,3 +96,11 @@ def test_a_finished_run_folder_is_never_reused(trained_run):
         train(cfg)
     for path, content in before.items():
         assert path.read_bytes() == content
+
+
+def test_predict_returns_class_index_masks(trained_run):
+    _, _, objects = trained_run
+    masks = objects["trainer"].predict(objects["module"], datamodule=objects["datamodule"])
+    assert sum(len(batch) for batch in masks) == 16
+    assert masks[0].shape == (8, 32, 32) and masks[0].dtype == torch.int64
+    assert 0 <= int(masks[0].min()) and int(masks[0].max()) < 4

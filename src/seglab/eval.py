@@ -7,15 +7,13 @@ from pathlib import Path
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from lightning import seed_everything
 from omegaconf import DictConfig, OmegaConf
 
 from seglab.builders import build_datamodule, build_loggers, build_module, build_trainer
-from seglab.config import check_config, config_dir
+from seglab.config import config_dir
 from seglab.errors import ConfigError
-from seglab.report import print_run_summary
-from seglab.results import run_header, stage_metrics, versions, write_metrics_json
-from seglab.task import guard_run_folder, run_task, save_run_config
+from seglab.results import run_header, stage_metrics, versions
+from seglab.task import finish_run, run_task, start_run
 
 # Sections that say where this evaluation writes: taken from the eval config, not the run's.
 EVAL_OWNED = ("paths", "logger", "task_name", "ckpt_path")
@@ -65,11 +63,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict, dict]:
     ckpt_path = Path(cfg.ckpt_path).expanduser().resolve()
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     cfg = merge_eval_config(load_run_config(ckpt_path), cfg, overrides)
-    output_dir = Path(cfg.paths.output_dir)
-    guard_run_folder(output_dir)
-    check_config(cfg)
-    save_run_config(cfg, output_dir)
-    seed_everything(cfg.seed, workers=True)
+    output_dir = start_run(cfg)
 
     datamodule = build_datamodule(cfg)
     class_names = datamodule.class_names
@@ -85,8 +79,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict, dict]:
         "run_dir": str(output_dir),
         "versions": versions(),
     }
-    write_metrics_json(output_dir / "metrics.json", metrics)
-    print_run_summary(metrics, class_names, str(output_dir))
+    finish_run(metrics, output_dir)
     return metrics, {"datamodule": datamodule, "module": module, "trainer": trainer}
 
 

@@ -10,9 +10,12 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from lightning import seed_everything
 from omegaconf import DictConfig, OmegaConf
 
+from seglab.config import check_config
 from seglab.errors import USER_ERRORS, ConfigError, one_line
+from seglab.report import print_run_summary
 from seglab.results import read_status, write_metrics_json
 
 
@@ -31,6 +34,22 @@ def save_run_config(cfg: DictConfig, output_dir: Path) -> None:
     (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     (folder / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(overrides)))
+
+
+def start_run(cfg: DictConfig) -> Path:
+    """Check the folder and the config, save the config, seed everything: the run folder."""
+    output_dir = Path(cfg.paths.output_dir)
+    guard_run_folder(output_dir)
+    check_config(cfg)
+    save_run_config(cfg, output_dir)
+    seed_everything(cfg.seed, workers=True)
+    return output_dir
+
+
+def finish_run(metrics: dict, output_dir: Path) -> None:
+    """Write metrics.json and print the per-class table with the run folder."""
+    write_metrics_json(output_dir / "metrics.json", metrics)
+    print_run_summary(metrics, metrics["class_names"], str(output_dir))
 
 
 def _in_multirun() -> bool:

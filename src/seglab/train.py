@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import hydra
-from lightning import seed_everything
 from omegaconf import DictConfig
 
 from seglab.builders import (
@@ -16,11 +14,10 @@ from seglab.builders import (
     build_module,
     build_trainer,
 )
-from seglab.config import check_config, config_dir
+from seglab.config import config_dir
 from seglab.models import count_gflops, count_parameters
-from seglab.report import print_run_summary
-from seglab.results import run_header, stage_metrics, versions, write_metrics_json
-from seglab.task import guard_run_folder, run_task, save_run_config
+from seglab.results import run_header, stage_metrics, versions
+from seglab.task import finish_run, run_task, start_run
 from seglab.viz import plot_predictions
 
 
@@ -30,11 +27,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     Returns (metrics, objects): the metrics.json contents and the built datamodule, module and
     trainer, so tests and sweeps can inspect them.
     """
-    output_dir = Path(cfg.paths.output_dir)
-    guard_run_folder(output_dir)
-    check_config(cfg)
-    save_run_config(cfg, output_dir)
-    seed_everything(cfg.seed, workers=True)
+    output_dir = start_run(cfg)
 
     datamodule = build_datamodule(cfg)
     class_names = datamodule.class_names
@@ -68,8 +61,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     }
     plot_predictions(module.net, datamodule.split("val"), class_names,
                      output_dir / "predictions.png", ignore_index=datamodule.ignore_index)
-    write_metrics_json(output_dir / "metrics.json", metrics)
-    print_run_summary(metrics, class_names, str(output_dir))
+    finish_run(metrics, output_dir)
     return metrics, {"datamodule": datamodule, "module": module, "trainer": trainer}
 
 
