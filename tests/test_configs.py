@@ -15,7 +15,7 @@ from seglab.builders import (
     build_module,
     build_trainer,
 )
-from seglab.config import check_config, config_dir
+from seglab.config import check_config, config_dir, unknown_choice
 from seglab.errors import ConfigError
 
 
@@ -107,3 +107,12 @@ def test_wrong_types_are_named(tmp_path, override, message):
     with pytest.raises(ConfigError, match=f"config key {message}".replace("(", r"\(")
                        .replace(")", r"\)")):
         check_config(cfg)
+
+
+def test_unknown_choices_are_found_before_hydra_runs():
+    assert unknown_choice(["model=unet", "encoder=resnet18,mobilenet_v2", "seed=3"]) is None
+    assert unknown_choice(["trainer.max_epochs=3", "+experiment=synthetic_unet"]) is None
+    assert unknown_choice(["encoder=choice(resnet18,x)", "debug=null"]) is None
+    assert unknown_choice(["loss=ce,dicee"]) == (
+        "unknown loss 'dicee' in 'loss=ce,dicee'; valid choices for loss: ce, ce_dice, dice, "
+        "focal")

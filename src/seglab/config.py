@@ -8,6 +8,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from seglab.errors import ConfigError
+from seglab.models import check_pair
 
 
 def config_dir() -> str:
@@ -18,6 +19,24 @@ def config_dir() -> str:
             return str(candidate)
     raise ConfigError(f"seglab's config folder is missing: looked for conf/train.yaml in "
                       f"{here} and {here.parents[1]}; reinstall seglab")
+
+
+def unknown_choice(arguments: list[str]) -> str | None:
+    """The first `group=choice` argument whose choice has no config file, described in one
+    line with the valid choices; None when every choice exists. Sweep lists are checked item
+    by item; sweep functions (`choice(...)`, `range(...)`) are left to Hydra."""
+    root = Path(config_dir())
+    for argument in arguments:
+        key, _, value = argument.lstrip("+").partition("=")
+        group = root / key
+        if not value or "(" in value or key.startswith(("hydra", "~")) or not group.is_dir():
+            continue
+        valid = sorted(path.stem for path in group.glob("*.yaml"))
+        for choice in value.split(","):
+            if choice not in valid and choice != "null":
+                return (f"unknown {key} {choice!r} in '{argument}'; "
+                        f"valid choices for {key}: {', '.join(valid)}")
+    return None
 
 
 def auto_precision(accelerator: str = "auto") -> str:
@@ -60,7 +79,8 @@ TYPED_KEYS = {
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Raise ConfigError naming the first key whose value has the wrong type or range."""
+    """Raise ConfigError naming the first key whose value has the wrong type or range, or a
+    model/encoder pair the registry refuses."""
     for key, (test, expected) in TYPED_KEYS.items():
         value = OmegaConf.select(cfg, key, default="<absent>")
         if isinstance(value, str) and value == "<absent>":
@@ -70,3 +90,10 @@ def check_config(cfg: DictConfig) -> None:
         if not test(value):
             raise ConfigError(f"config key {key} = {value!r} ({type(value).__name__}): "
                               f"expected {expected}")
+    model = OmegaConf.select(cfg, "model.name")
+    encoder = OmegaConf.select(cfg, "model.encoder")
+    if model is not None and encoder is not None:
+        try:
+            check_pair(model, encoder)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None

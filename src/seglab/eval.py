@@ -13,7 +13,7 @@ from seglab.builders import build_datamodule, build_loggers, build_module, build
 from seglab.config import config_dir
 from seglab.errors import ConfigError
 from seglab.results import run_header, stage_metrics, versions
-from seglab.task import finish_run, run_task, start_run
+from seglab.task import exit_on_unknown_choice, finish_run, run_task, start_run
 
 # Sections that say where this evaluation writes: taken from the eval config, not the run's.
 EVAL_OWNED = ("paths", "logger", "task_name", "ckpt_path")
@@ -84,8 +84,14 @@ def evaluate(cfg: DictConfig) -> tuple[dict, dict]:
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
-def main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
     return run_task(evaluate, cfg)
+
+
+def main() -> None:
+    """The `seglab-eval` console script."""
+    exit_on_unknown_choice()
+    hydra_main()
 
 
 if __name__ == "__main__":

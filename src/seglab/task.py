@@ -13,7 +13,7 @@ from hydra.types import RunMode
 from lightning import seed_everything
 from omegaconf import DictConfig, OmegaConf
 
-from seglab.config import check_config
+from seglab.config import check_config, unknown_choice
 from seglab.errors import USER_ERRORS, ConfigError, one_line
 from seglab.report import print_run_summary
 from seglab.results import read_status, write_metrics_json
@@ -50,6 +50,14 @@ def finish_run(metrics: dict, output_dir: Path) -> None:
     """Write metrics.json and print the per-class table with the run folder."""
     write_metrics_json(output_dir / "metrics.json", metrics)
     print_run_summary(metrics, metrics["class_names"], str(output_dir))
+
+
+def exit_on_unknown_choice() -> None:
+    """Before Hydra starts: a mistyped config choice on the command line is one line, exit 2."""
+    problem = unknown_choice(sys.argv[1:])
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def _in_multirun() -> bool:

@@ -17,7 +17,7 @@ from seglab.builders import (
 from seglab.config import config_dir
 from seglab.models import count_gflops, count_parameters
 from seglab.results import run_header, stage_metrics, versions
-from seglab.task import finish_run, run_task, start_run
+from seglab.task import exit_on_unknown_choice, finish_run, run_task, start_run
 from seglab.viz import plot_predictions
 
 
@@ -66,8 +66,14 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
     return run_task(train, cfg)
+
+
+def main() -> None:
+    """The `seglab-train` console script."""
+    exit_on_unknown_choice()
+    hydra_main()
 
 
 if __name__ == "__main__":

@@ -34,6 +34,14 @@ def supported_encoders(name: str) -> tuple[str, ...]:
     return MODELS[name].encoders
 
 
+def check_pair(name: str, encoder: str) -> None:
+    """Raise ValueError, naming the pair and the valid encoders, if `name` refuses `encoder`."""
+    encoders = supported_encoders(name)
+    if encoder not in encoders:
+        raise ValueError(f"model {name!r} does not support encoder {encoder!r}; "
+                         f"valid encoders for {name}: {', '.join(encoders)}")
+
+
 def build_model(name: str, encoder: str, num_classes: int, encoder_weights: str | None = None,
                 weights: str | None = None, **options) -> SegmentationNet:
     """Build `name` on `encoder` for `num_classes` classes.
@@ -42,10 +50,7 @@ def build_model(name: str, encoder: str, num_classes: int, encoder_weights: str 
     None for random initialisation; `weights` is a state dict or seglab checkpoint file to load
     into the whole network.
     """
-    encoders = supported_encoders(name)
-    if encoder not in encoders:
-        raise ValueError(f"model {name!r} does not support encoder {encoder!r}; "
-                         f"valid encoders for {name}: {', '.join(encoders)}")
+    check_pair(name, encoder)
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
     try:
