@@ -36,13 +36,13 @@ def test_multirun_makes_one_folder_per_run(tmp_path):
 
 @pytest.mark.parametrize("args, expected", [
     (["model=unett"], "error: unknown model 'unett' in 'model=unett'; "
-                      "valid choices for model: unet"),
-    (["encoder=vgg99"], "valid choices for encoder: mobilenet_v2, resnet18, resnet34"),
+                      "valid choices for model: deeplabv3, deeplabv3plus, fcn, fcn8s, fpn, "),
+    (["encoder=vgg99"], "valid choices for encoder: efficientnet-b0, mit_b0, mobilenet_v2, "),
     (["-m", "optimizer=adam,sgdd"], "error: unknown optimizer 'sgdd' in 'optimizer=adam,sgdd'"),
     (["data.batch_size=abc"], "error: config key data.batch_size = 'abc' (str): "
                               "expected a positive integer"),
-    (["model.encoder=vgg99"], "does not support encoder 'vgg99'; valid encoders for unet: "
-                              "resnet18, resnet34, mobilenet_v2"),
+    (["model=fcn8s", "encoder=resnet18"], "error: model 'fcn8s' does not support encoder "
+                                          "'resnet18'; valid encoders for fcn8s: vgg16"),
 ])
 def test_bad_train_input_is_one_clear_line(tmp_path, args, expected):
     result = run_cli(["seglab-train", *TINY, *args, f"hydra.run.dir={tmp_path}/run",
@@ -84,3 +84,16 @@ def test_eval_refuses_missing_and_foreign_checkpoints(tmp_path):
     assert "Traceback" not in result.stderr
     assert foreign.read_bytes() == before
     assert json.loads((tmp_path / "eval2" / "metrics.json").read_text())["status"] == "failed"
+
+
+def test_seed_models_fast_dev_run_on_mobilenet_v2(tmp_path):
+    models = ["unet", "fcn", "deeplabv3", "pspnet", "segnet"]
+    result = run_cli(["seglab-train", "-m", f"model={','.join(models)}", "encoder=mobilenet_v2",
+                      "trainer=debug", *TINY[:3], f"hydra.sweep.dir={tmp_path}/sweep"],
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    runs = [json.loads((tmp_path / "sweep" / str(i) / "metrics.json").read_text())
+            for i in range(len(models))]
+    assert [(run["model"], run["encoder"], run["status"]) for run in runs] == [
+        (model, "mobilenet_v2", "completed") for model in models]
+    assert all(run["params"] > 0 and run["gflops"] > 0 for run in runs)

@@ -17,6 +17,7 @@ from seglab.builders import (
 )
 from seglab.config import check_config, config_dir, unknown_choice
 from seglab.errors import ConfigError
+from seglab.models import MODELS, supported_encoders
 
 
 def choices(group: str) -> list[str]:
@@ -34,12 +35,21 @@ def test_default_config_is_the_documented_one(tmp_path):
     assert choices("loss") == ["ce", "ce_dice", "dice", "focal"]
 
 
-@pytest.mark.parametrize("encoder", choices("encoder"))
 @pytest.mark.parametrize("model", choices("model"))
-def test_model_and_encoder_choices_build(tmp_path, model, encoder):
+def test_every_model_choice_builds_through_its_config(tmp_path, model):
+    encoder = supported_encoders(model)[0]
     cfg = compose_config("train", tmp_path, [*TINY, f"model={model}", f"encoder={encoder}"])
+    check_config(cfg)
     net = instantiate(cfg.model)
     assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 4, 32, 32)
+
+
+@pytest.mark.parametrize("encoder", choices("encoder"))
+def test_every_encoder_choice_is_a_registry_encoder(tmp_path, encoder):
+    model = next(name for name in MODELS if encoder in supported_encoders(name))
+    cfg = compose_config("train", tmp_path, [f"model={model}", f"encoder={encoder}"])
+    check_config(cfg)
+    assert cfg.model.encoder == encoder
 
 
 @pytest.mark.parametrize("group", ["loss", "optimizer", "scheduler"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hydra.utils import instantiate
 from lightning import Callback, Trainer
 from lightning.pytorch.loggers import Logger
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from seglab.data.datamodule import SegmentationDataModule
 from seglab.module import SegmentationModule
@@ -17,13 +17,16 @@ def build_datamodule(cfg: DictConfig) -> SegmentationDataModule:
 
 def build_module(cfg: DictConfig, class_names: list[str]) -> SegmentationModule:
     """The LightningModule with its network, loss, optimizer and scheduler from config."""
+    optimizer = OmegaConf.to_container(cfg.optimizer, resolve=True)
+    encoder_lr_mult = optimizer.pop("encoder_lr_mult", 1.0)
     return SegmentationModule(
         net=instantiate(cfg.model),
         loss=instantiate(cfg.loss),
-        optimizer=instantiate(cfg.optimizer),
+        optimizer=instantiate(optimizer),
         scheduler=instantiate(cfg.scheduler) if cfg.scheduler else None,
         class_names=class_names,
         ignore_index=cfg.data.ignore_index,
+        encoder_lr_mult=encoder_lr_mult,
     )
 
 

@@ -29,11 +29,12 @@ class SegmentationModule(LightningModule):
     def __init__(self, net: SegmentationNet, loss: nn.Module,
                  optimizer: Callable[..., torch.optim.Optimizer],
                  scheduler: SchedulerSpec | None, class_names: Sequence[str],
-                 ignore_index: int = 255) -> None:
+                 ignore_index: int = 255, encoder_lr_mult: float = 1.0) -> None:
         super().__init__()
         self.net = net
         self.loss = loss
         self.optimizer_factory = optimizer
+        self.encoder_lr_mult = encoder_lr_mult
         self.scheduler_spec = scheduler
         self.class_names = list(class_names)
         self.ignore_index = ignore_index
@@ -51,6 +52,12 @@ class SegmentationModule(LightningModule):
     def _step(self, batch: dict, stage: str) -> Tensor:
         logits = self.net(batch["image"])
         loss = self.loss(logits, batch["mask"])
+        auxiliary = self.net.auxiliary_loss(self.loss, batch["mask"]) if stage == "train" \
+            else None
+        if auxiliary is not None:
+            self.log("train/aux_loss", auxiliary, on_step=False, on_epoch=True, sync_dist=True,
+                     batch_size=batch["image"].shape[0])
+            loss = loss + auxiliary
         self.confmats[f"{stage}_confmat"].update(logits.argmax(1), batch["mask"])
         batch_size = batch["image"].shape[0]
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, sync_dist=True,
@@ -96,8 +103,23 @@ class SegmentationModule(LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_scores("test")
 
+    def encoder_param_group(self) -> dict:
+        """The encoder's parameters with their learning rate: the optimizer's times
+        `encoder_lr_mult` (filled in by the optimizer when no `lr` is given)."""
+        group = {"params": self.net.parameter_groups()["encoder"], "name": "encoder"}
+        base_lr = self.optimizer_factory.keywords.get("lr") \
+            if hasattr(self.optimizer_factory, "keywords") else None
+        if base_lr is not None:
+            group["lr"] = base_lr * self.encoder_lr_mult
+        return group
+
     def configure_optimizers(self) -> dict:
-        optimizer = self.optimizer_factory(params=self.net.parameters())
+        """Head and encoder as separate parameter groups; a frozen encoder is left out (the
+        `UnfreezeEncoder` callback adds it when its epoch comes)."""
+        groups = [{"params": self.net.parameter_groups()["head"], "name": "head"}]
+        if not self.net.encoder_frozen:
+            groups.append(self.encoder_param_group())
+        optimizer = self.optimizer_factory(params=groups)
         if self.scheduler_spec is None:
             return {"optimizer": optimizer}
         return {"optimizer": optimizer,

@@ -11,17 +11,30 @@ class SegmentationNet(nn.Module):
 
     Subclasses implement `forward_padded` for inputs whose sides are multiples of
     `output_stride` and say which module is the encoder; this class pads other sizes, crops the
-    logits back, and splits parameters into the `encoder` and `head` groups.
+    logits back, splits parameters into the `encoder` and `head` groups, and freezes the
+    encoder on request (its batch-norm statistics too).
     """
 
     output_stride: int = 32
+    encoder_frozen: bool = False
+    weights_enum = None  # a torchvision WeightsEnum whose names `model.weights` may give
 
     @property
     def encoder(self) -> nn.Module:
         raise NotImplementedError
 
+    @property
+    def weights_root(self) -> nn.Module:
+        """The module that published weights (torchvision enums) are loaded into."""
+        return self
+
     def forward_padded(self, images: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def auxiliary_loss(self, loss_fn: nn.Module, target: Tensor) -> Tensor | None:
+        """Extra training loss from an auxiliary head, for the last forward pass; None if the
+        network has none."""
+        return None
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters split into `encoder` and `head` (everything that is not the encoder)."""
@@ -30,6 +43,23 @@ class SegmentationNet(nn.Module):
             "encoder": [p for p in self.parameters() if id(p) in encoder_ids],
             "head": [p for p in self.parameters() if id(p) not in encoder_ids],
         }
+
+    def freeze_encoder(self) -> None:
+        """Stop training the encoder: no gradients, batch-norm statistics fixed."""
+        self.encoder_frozen = True
+        self.encoder.requires_grad_(False)
+        self.encoder.eval()
+
+    def unfreeze_encoder(self) -> None:
+        self.encoder_frozen = False
+        self.encoder.requires_grad_(True)
+        self.encoder.train(self.training)
+
+    def train(self, mode: bool = True) -> SegmentationNet:
+        super().train(mode)
+        if self.encoder_frozen:
+            self.encoder.eval()
+        return self
 
     def forward(self, images: Tensor) -> Tensor:
         height, width = images.shape[-2:]

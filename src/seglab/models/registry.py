@@ -6,15 +6,37 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from seglab.models.base import SegmentationNet
+from seglab.models.fcn import build_fcn, build_fcn8s
+from seglab.models.segnet import build_segnet
 from seglab.models.smp_models import build_smp
+from seglab.models.torchvision_models import HUB_HINT, VARIANTS, build_torchvision
+from seglab.models.unet_classic import build_unet_classic
+from seglab.models.weights import fetch, load_matching, read_weights_file
+
+ENCODERS = ("resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v2",
+            "mobilenet_v3_large", "vgg16", "vgg16_bn", "efficientnet-b0", "mit_b0")
+NOT_DILATABLE = ("vgg16", "vgg16_bn")  # max-pooling VGGs cannot run at output stride 8
+
+
+def _except(*excluded: str) -> tuple[str, ...]:
+    return tuple(name for name in ENCODERS if name not in excluded)
+
+
+def _torchvision_or(fallback: Callable[..., SegmentationNet]) -> Callable[..., SegmentationNet]:
+    """torchvision's model for the (name, encoder) pairs it publishes, else `fallback`.
+    `aux_loss` applies to torchvision's models only; the fallback's own options to it only."""
+    def build(name: str, encoder: str, num_classes: int, encoder_weights: str | None = None,
+              aux_loss: float | None = None, **options) -> SegmentationNet:
+        if (name, encoder) in VARIANTS:
+            return build_torchvision(name, encoder, num_classes, encoder_weights, aux_loss)
+        return fallback(name, encoder, num_classes, encoder_weights, **options)
+    return build
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registered architecture: its builder and the encoders it accepts."""
+    """A registered architecture: its builder, the encoders it accepts, where it comes from."""
 
     build: Callable[..., SegmentationNet]
     encoders: tuple[str, ...]
@@ -22,8 +44,21 @@ class ModelSpec:
 
 
 MODELS: dict[str, ModelSpec] = {
-    "unet": ModelSpec(build_smp, ("resnet18", "resnet34", "mobilenet_v2"),
-                      "segmentation-models-pytorch"),
+    "unet": ModelSpec(build_smp, ENCODERS, "smp"),
+    "unet_classic": ModelSpec(build_unet_classic, ("none",), "seglab"),
+    "unetplusplus": ModelSpec(build_smp, _except("mit_b0"), "smp"),
+    "fpn": ModelSpec(build_smp, ENCODERS, "smp"),
+    "fcn": ModelSpec(_torchvision_or(build_fcn), ENCODERS,
+                     "torchvision on resnet50/101, else seglab head on smp encoder"),
+    "fcn8s": ModelSpec(build_fcn8s, ("vgg16",), "seglab"),
+    "deeplabv3": ModelSpec(_torchvision_or(build_smp), _except(*NOT_DILATABLE),
+                           "torchvision on resnet50/101 and mobilenet_v3_large, else smp"),
+    "deeplabv3plus": ModelSpec(build_smp, _except(*NOT_DILATABLE), "smp"),
+    "pspnet": ModelSpec(build_smp, ENCODERS, "smp"),
+    "segnet": ModelSpec(build_segnet, ENCODERS,
+                        "seglab (VGG16-BN with pooling indices; SegNet-style decoder on others)"),
+    "segformer": ModelSpec(build_smp, ENCODERS, "smp"),
+    "lraspp": ModelSpec(_torchvision_or(build_smp), ("mobilenet_v3_large",), "torchvision"),
 }
 
 
@@ -43,39 +78,50 @@ def check_pair(name: str, encoder: str) -> None:
 
 
 def build_model(name: str, encoder: str, num_classes: int, encoder_weights: str | None = None,
-                weights: str | None = None, **options) -> SegmentationNet:
+                weights: str | None = None, freeze_encoder: bool = False,
+                **options) -> SegmentationNet:
     """Build `name` on `encoder` for `num_classes` classes.
 
-    `encoder_weights` names pretrained encoder weights as smp spells them ("imagenet") or is
-    None for random initialisation; `weights` is a state dict or seglab checkpoint file to load
-    into the whole network.
+    `encoder_weights`: pretrained encoder weights ("imagenet") or None for random init.
+    `weights`: a torchvision weights name the model publishes (e.g. COCO_WITH_VOC_LABELS_V1)
+    or a state dict / seglab checkpoint file; a classifier for another number of classes is
+    re-initialised. `freeze_encoder` stops the encoder from training. Other `options` go to
+    the architecture (e.g. `aux_loss`, `variant`, `base_channels`).
     """
     check_pair(name, encoder)
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
-    try:
-        net = MODELS[name].build(name, encoder, num_classes, encoder_weights, **options)
-    except OSError as err:
-        raise RuntimeError(
-            f"could not fetch {encoder_weights!r} weights for encoder {encoder!r} ({err}); "
-            "on a machine without internet set encoder.weights=null, or download them once "
-            "where there is internet so they land in the hub cache (HF_HOME / TORCH_HOME)"
-        ) from err
+    net = MODELS[name].build(name, encoder, num_classes, encoder_weights, **options)
     if weights is not None:
-        load_weights(net, Path(weights))
+        load_weights(net, str(weights))
+    if freeze_encoder:
+        net.freeze_encoder()
     return net
 
 
-def load_weights(net: SegmentationNet, path: Path) -> None:
-    """Load a plain state dict or a seglab checkpoint's network weights into `net`."""
-    if not path.is_file():
-        raise FileNotFoundError(f"model.weights: no file at {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state:
-        state = {key.removeprefix("net."): value for key, value in state["state_dict"].items()
-                 if key.startswith("net.")}
-    missing, unexpected = net.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"model.weights: {path} does not fit this network "
-                         f"({len(missing)} missing keys such as {missing[:2]}, "
-                         f"{len(unexpected)} unexpected keys such as {unexpected[:2]})")
+def load_weights(net: SegmentationNet, weights: str) -> None:
+    """Load a published weights name of the network's torchvision enum, or a file."""
+    published = list(net.weights_enum.__members__) if net.weights_enum is not None else []
+    if weights in published:
+        entry = net.weights_enum[weights]
+        state = fetch(f"{entry} from {entry.url}",
+                      lambda: entry.get_state_dict(progress=True, check_hash=True), HUB_HINT)
+        load_matching(net.weights_root, state, str(entry))
+        return
+    path = Path(weights).expanduser()
+    if not path.exists():
+        names = f"one of {', '.join(published)} or " if published else ""
+        raise FileNotFoundError(f"model.weights: {weights!r} is neither {names}an existing "
+                                "file (a state dict or a seglab checkpoint)")
+    load_matching(net, read_weights_file(path), str(path))
+
+
+def support_matrix() -> str:
+    """The model × encoder table of the README, in Markdown."""
+    encoders = [*ENCODERS, "none"]
+    lines = ["| model | " + " | ".join(f"`{e}`" for e in encoders) + " | source |",
+             "|---" * (len(encoders) + 2) + "|"]
+    for name, spec in MODELS.items():
+        cells = ["✓" if encoder in spec.encoders else "" for encoder in encoders]
+        lines.append(f"| `{name}` | " + " | ".join(cells) + f" | {spec.source} |")
+    return "\n".join(lines)

@@ -1,22 +1,42 @@
-"""Architectures from segmentation-models-pytorch, adapted to the seglab interface."""
+"""Architectures and encoders from segmentation-models-pytorch, adapted to the seglab interface."""
 
 from __future__ import annotations
 
 import segmentation_models_pytorch as smp
+from segmentation_models_pytorch.encoders import get_encoder
 from torch import Tensor, nn
 
 from seglab.models.base import SegmentationNet
+from seglab.models.weights import fetch
 
-ARCHITECTURES = {"unet": smp.Unet}
+ARCHITECTURES = {
+    "unet": smp.Unet, "unetplusplus": smp.UnetPlusPlus, "fpn": smp.FPN, "pspnet": smp.PSPNet,
+    "deeplabv3": smp.DeepLabV3, "deeplabv3plus": smp.DeepLabV3Plus, "segformer": smp.Segformer,
+}
+# seglab encoder names that smp spells differently (smp has no native MobileNetV3).
+SMP_ENCODER_NAMES = {"mobilenet_v3_large": "tu-mobilenetv3_large_100"}
+HUB_HINT = ("set encoder.weights=null to train from scratch, or download the weights once on a "
+            "machine with internet so they land in the Hugging Face cache (HF_HOME)")
+
+
+def smp_name(encoder: str) -> str:
+    return SMP_ENCODER_NAMES.get(encoder, encoder)
+
+
+def smp_encoder(encoder: str, encoder_weights: str | None, depth: int = 5) -> nn.Module:
+    """A bare smp encoder; calling it gives `depth + 1` feature maps, strides 1 to 2**depth."""
+    return fetch(f"{encoder_weights!r} weights for encoder {encoder!r}",
+                 lambda: get_encoder(smp_name(encoder), in_channels=3, depth=depth,
+                                     weights=encoder_weights), HUB_HINT)
 
 
 class SmpNet(SegmentationNet):
-    """An smp model whose encoder is the smp encoder and whose head is decoder + classifier."""
+    """An smp model: its encoder is the smp encoder, its head the decoder and classifier.
+    Inputs are padded to multiples of 32, which every smp encoder accepts."""
 
     def __init__(self, model: smp.base.SegmentationModel) -> None:
         super().__init__()
         self.model = model
-        self.output_stride = model.encoder.output_stride
 
     @property
     def encoder(self) -> nn.Module:
@@ -28,7 +48,8 @@ class SmpNet(SegmentationNet):
 
 def build_smp(name: str, encoder: str, num_classes: int,
               encoder_weights: str | None = None, **options) -> SmpNet:
-    """Build smp architecture `name` on `encoder`; `encoder_weights` as smp names them."""
-    model = ARCHITECTURES[name](encoder_name=encoder, encoder_weights=encoder_weights,
-                                classes=num_classes, **options)
-    return SmpNet(model)
+    """smp architecture `name` on `encoder`; `encoder_weights` as smp names them."""
+    return SmpNet(fetch(f"{encoder_weights!r} weights for encoder {encoder!r}",
+                        lambda: ARCHITECTURES[name](encoder_name=smp_name(encoder),
+                                                    encoder_weights=encoder_weights,
+                                                    classes=num_classes, **options), HUB_HINT))
