@@ -6,6 +6,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 from lightning import Trainer
+from omegaconf.errors import MissingMandatoryValue
 
 from conftest import TINY, compose_config
 from seglab.builders import (
@@ -93,10 +94,15 @@ def test_callback_choices_instantiate(tmp_path, choice):
 
 
 @pytest.mark.parametrize("choice", choices("data"))
-def test_data_choices_give_class_names_matching_num_classes(tmp_path, choice):
-    cfg = compose_config("train", tmp_path, [*TINY, f"data={choice}"])
-    datamodule = build_datamodule(cfg)
-    assert len(datamodule.class_names) == cfg.data.num_classes
+def test_data_choices_compose_and_file_datasets_need_a_root(tmp_path, choice):
+    cfg = compose_config("train", tmp_path, [*TINY[2:], f"data={choice}"])
+    assert cfg.data.name == choice
+    check_config(cfg)
+    if choice == "synthetic":
+        assert len(build_datamodule(cfg).class_names) == cfg.data.num_classes
+    else:
+        with pytest.raises(MissingMandatoryValue, match="data.root"):
+            build_datamodule(cfg)
 
 
 @pytest.mark.parametrize("choice", choices("experiment") + choices("debug"))

@@ -7,7 +7,9 @@ from lightning import Callback, Trainer
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
+from seglab.data.checks import median_frequency_weights
 from seglab.data.datamodule import SegmentationDataModule
+from seglab.errors import ConfigError
 from seglab.module import SegmentationModule
 
 
@@ -15,13 +17,40 @@ def build_datamodule(cfg: DictConfig) -> SegmentationDataModule:
     return instantiate(cfg.data)
 
 
-def build_module(cfg: DictConfig, class_names: list[str]) -> SegmentationModule:
-    """The LightningModule with its network, loss, optimizer and scheduler from config."""
+def resolve_class_weights(loss: dict, datamodule: SegmentationDataModule | None) -> dict:
+    """Replace every `class_weights: auto` in the loss config with median-frequency weights of
+    the training split (counted once per file and cached with the data checks)."""
+    weights = None
+
+    def replace(node):
+        nonlocal weights
+        if not isinstance(node, dict):
+            return node
+        resolved = {}
+        for key, value in node.items():
+            if key == "class_weights" and value == "auto":
+                if datamodule is None:
+                    raise ConfigError("loss.class_weights=auto needs the training data")
+                if weights is None:
+                    weights = median_frequency_weights(datamodule.split_report("train"))
+                resolved[key] = weights
+            else:
+                resolved[key] = replace(value)
+        return resolved
+
+    return replace(loss)
+
+
+def build_module(cfg: DictConfig, class_names: list[str],
+                 datamodule: SegmentationDataModule | None = None) -> SegmentationModule:
+    """The LightningModule with its network, loss, optimizer and scheduler from config;
+    `datamodule` is needed for `loss.class_weights: auto`."""
     optimizer = OmegaConf.to_container(cfg.optimizer, resolve=True)
     encoder_lr_mult = optimizer.pop("encoder_lr_mult", 1.0)
     return SegmentationModule(
         net=instantiate(cfg.model),
-        loss=instantiate(cfg.loss),
+        loss=instantiate(resolve_class_weights(OmegaConf.to_container(cfg.loss, resolve=True),
+                                               datamodule)),
         optimizer=instantiate(optimizer),
         scheduler=instantiate(cfg.scheduler) if cfg.scheduler else None,
         class_names=class_names,

@@ -90,6 +90,12 @@ def check_config(cfg: DictConfig) -> None:
         if not test(value):
             raise ConfigError(f"config key {key} = {value!r} ({type(value).__name__}): "
                               f"expected {expected}")
+    weights = OmegaConf.select(cfg, "loss.class_weights")
+    classes = OmegaConf.select(cfg, "data.num_classes")
+    if weights is not None and weights != "auto" and (
+            not OmegaConf.is_list(weights) or len(weights) != classes):
+        raise ConfigError(f"config key loss.class_weights = {weights}: expected auto or a list "
+                          f"of {classes} numbers (data.num_classes)")
     model = OmegaConf.select(cfg, "model.name")
     encoder = OmegaConf.select(cfg, "model.encoder")
     if model is not None and encoder is not None:

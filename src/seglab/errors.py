@@ -5,12 +5,14 @@ from __future__ import annotations
 from hydra.errors import InstantiationException
 from omegaconf.errors import OmegaConfBaseException
 
+from seglab.data.files import DataError
+
 
 class ConfigError(ValueError):
     """A config value, file or choice that cannot work, with what was expected."""
 
 
-USER_ERRORS = (ConfigError, OmegaConfBaseException, InstantiationException,
+USER_ERRORS = (ConfigError, DataError, OmegaConfBaseException, InstantiationException,
                FileNotFoundError)
 
 

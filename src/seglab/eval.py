@@ -67,7 +67,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict, dict]:
 
     datamodule = build_datamodule(cfg)
     class_names = datamodule.class_names
-    module = build_module(cfg, class_names)
+    module = build_module(cfg, class_names, datamodule)
     trainer = build_trainer(cfg, callbacks=[], loggers=build_loggers(cfg))
     trainer.test(module, datamodule=datamodule, ckpt_path=str(ckpt_path), verbose=False)
 

@@ -33,3 +33,33 @@ def print_run_summary(metrics: dict, class_names: Sequence[str], run_dir: str) -
     console = Console()
     console.print(class_table(metrics, class_names))
     console.print(f"run folder: {run_dir}")
+
+
+def data_report(reports: Sequence, class_names: Sequence[str]) -> list[Table]:
+    """Counts and size ranges per split, class pixel shares, and every problem found."""
+    overview = Table(title="data check")
+    for column in ("split", "samples", "height", "width", "problems"):
+        overview.add_column(column, justify="left" if column == "split" else "right")
+    shares = Table(title="class pixel share")
+    shares.add_column("class")
+    for report in reports:
+        sizes = [(min(values), max(values)) if values else ("—", "—")
+                 for values in (report.heights, report.widths)]
+        overview.add_row(report.split, str(report.count), *(f"{lo}–{hi}" for lo, hi in sizes),
+                         str(len(report.problems)))
+        shares.add_column(report.split, justify="right")
+    for index, name in enumerate(class_names):
+        cells = []
+        for report in reports:
+            total = int(report.class_pixels.sum())
+            cells.append(f"{100 * report.class_pixels[index] / total:.2f}%" if total else "—")
+        shares.add_row(name, *cells)
+    tables = [overview, shares]
+    problems = [problem for report in reports for problem in report.problems]
+    if problems:
+        listing = Table(title=f"{len(problems)} problems", show_header=False)
+        listing.add_column("problem", overflow="fold")
+        for problem in problems:
+            listing.add_row(problem)
+        tables.append(listing)
+    return tables

@@ -14,6 +14,7 @@ from seglab.builders import (
     build_module,
     build_trainer,
 )
+from seglab.check_data import stop_on_data_problems
 from seglab.config import config_dir
 from seglab.models import count_gflops, count_parameters
 from seglab.results import run_header, stage_metrics, versions
@@ -31,7 +32,9 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
 
     datamodule = build_datamodule(cfg)
     class_names = datamodule.class_names
-    module = build_module(cfg, class_names)
+    if datamodule.reads_files:
+        stop_on_data_problems(datamodule, class_names)
+    module = build_module(cfg, class_names, datamodule)
     trainer = build_trainer(cfg, build_callbacks(cfg), build_loggers(cfg))
 
     started = time.perf_counter()
@@ -55,12 +58,14 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
         "best_epoch": module.best_val_epoch,
         **stage_metrics(val_logged, "val", class_names),
         **stage_metrics(test_logged, "test", class_names),
+        "skipped_samples": len(datamodule.skipped),
         "checkpoint": checkpoint or None,
         "run_dir": str(output_dir),
         "versions": versions(),
     }
     plot_predictions(module.net, datamodule.split("val"), class_names,
-                     output_dir / "predictions.png", ignore_index=datamodule.ignore_index)
+                     output_dir / "predictions.png", ignore_index=datamodule.ignore_index,
+                     palette=datamodule.palette)
     finish_run(metrics, output_dir)
     return metrics, {"datamodule": datamodule, "module": module, "trainer": trainer}
 

@@ -63,10 +63,11 @@ def plot_curves(history: Sequence[dict], path: Path) -> None:
 @torch.no_grad()
 def plot_predictions(net: torch.nn.Module, dataset: SegmentationDataset,
                      class_names: Sequence[str], path: Path, count: int = 6,
-                     ignore_index: int = 255) -> None:
+                     ignore_index: int = 255, palette: Sequence | None = None) -> None:
     """A grid of image | ground truth | prediction for the first `count` samples."""
     count = min(count, len(dataset))
-    palette = class_palette(len(class_names))
+    palette = np.asarray(palette if palette is not None else class_palette(len(class_names)),
+                         dtype=np.uint8)
     device = next(net.parameters()).device
     was_training = net.training
     net.eval()

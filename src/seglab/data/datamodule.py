@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 import torch
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader, get_worker_info
 
+from seglab.data.checks import SplitReport, check_split
 from seglab.data.dataset import SegmentationDataset
+from seglab.data.paired import PairedDataset
 from seglab.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
+from seglab.viz import class_palette
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 
@@ -25,16 +31,21 @@ class SegmentationDataModule(LightningDataModule):
     """Builds the train/val/test splits of one dataset and serves them in batches.
 
     `dataset` is a callable `(split, transform) -> SegmentationDataset` (a Hydra partial).
-    `class_names` defaults to the dataset's own; `input_size` (height, width) is the size images
-    reach the network at, used for GFLOPs.
+    `class_names` defaults to the dataset's own; `input_size` (height, width) is the size
+    batches have and the network sees (GFLOPs are counted there). `on_error` says what a data
+    problem found by `check` does: "raise" stops before training, "skip" drops the bad samples.
+    The augmentation options are those of `build_transform`.
     """
 
     def __init__(self, name: str, dataset: Callable[..., SegmentationDataset], num_classes: int,
                  input_size: Sequence[int], class_names: Sequence[str] | None = None,
                  ignore_index: int = 255, batch_size: int = 16, num_workers: int = 0,
-                 resize: Sequence[int] | None = None, hflip: float = 0.0, vflip: float = 0.0,
-                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                 seed: int = 0, pin_memory: bool = False) -> None:
+                 root: str | None = None, on_error: str = "raise",
+                 eval_sizing: str | None = None, scale: Sequence[float] | None = None,
+                 crop: bool = False, hflip: float = 0.0, vflip: float = 0.0,
+                 color_jitter: float = 0.0, mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD, seed: int = 0,
+                 pin_memory: bool = False) -> None:
         super().__init__()
         self.name = name
         self.dataset_factory = dataset
@@ -46,9 +57,16 @@ class SegmentationDataModule(LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.pin_memory = pin_memory
-        self.transform_options = {"resize": resize, "hflip": hflip, "vflip": vflip,
-                                  "mean": mean, "std": std}
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"data.on_error must be 'raise' or 'skip', got {on_error!r}")
+        self.root = root
+        self.on_error = on_error
+        self.transform_options = {
+            "input_size": self.input_size, "eval_sizing": eval_sizing, "scale": scale,
+            "crop": crop, "hflip": hflip, "vflip": vflip, "color_jitter": color_jitter,
+            "mean": mean, "std": std, "ignore_index": ignore_index}
         self.datasets: dict[str, SegmentationDataset] = {}
+        self.skipped: list[str] = []
 
     @property
     def class_names(self) -> list[str]:
@@ -60,6 +78,46 @@ class SegmentationDataModule(LightningDataModule):
             raise ValueError(f"data.class_names has {len(names)} names {names} but "
                              f"data.num_classes is {self.num_classes}")
         return names
+
+    @property
+    def palette(self):
+        """Class colours for plots: the dataset's own where it has them, else VOC's."""
+        own = getattr(self.split("val"), "palette", None)
+        return own if own is not None else class_palette(self.num_classes)
+
+    @property
+    def reads_files(self) -> bool:
+        """Whether the samples come from files (and so can be broken), not from a generator."""
+        return isinstance(self.split("train"), PairedDataset)
+
+    def _cache_key(self, split: str) -> str:
+        factory = self.dataset_factory
+        options = sorted(getattr(factory, "keywords", {}).items())
+        target = getattr(getattr(factory, "func", factory), "__qualname__", str(factory))
+        return f"{self.name}|{target}|{options}|{split}|{self.num_classes}|{self.ignore_index}"
+
+    def split_report(self, split: str, progress: bool = False) -> SplitReport:
+        """Sizes, class pixel counts and problems of one split (cached per file)."""
+        return check_split(self.split(split), split, self.num_classes, self.ignore_index,
+                           self._cache_key(split), progress)
+
+    def check(self, progress: bool = True) -> list[SplitReport]:
+        """Scan every split (file-based datasets cached by file size and mtime). Under
+        `on_error: skip` the bad samples are dropped, each logged and listed in `skipped`."""
+        reports, seen = [], set()
+        for name in SPLITS:
+            dataset = self.split(name)
+            report = self.split_report(name, progress)
+            # splits cut from one folder all see its listing problems: report each once
+            report.problems = [p for p in dict.fromkeys(report.problems) if p not in seen]
+            seen.update(report.problems)
+            if self.on_error == "skip" and report.bad_ids:
+                for problem in report.problems:
+                    log.warning("skipping: %s", problem)
+                self.skipped += sorted(report.bad_ids)
+                dataset.without(report.bad_ids)
+            reports.append(report)
+        return reports
 
     def split(self, name: str) -> SegmentationDataset:
         """The dataset of split `name`, built on first use with its transform."""

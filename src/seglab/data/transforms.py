@@ -1,4 +1,5 @@
-"""Albumentations pipelines for training and evaluation; masks are always resized nearest."""
+"""Albumentations pipelines for training and evaluation; masks are always resized nearest and
+padded with the ignore index."""
 
 from __future__ import annotations
 
@@ -10,23 +11,44 @@ from albumentations.pytorch import ToTensorV2
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+EVAL_SIZING = ("resize", "pad", None)
 
 
-def build_transform(train: bool, mean: Sequence[float] = IMAGENET_MEAN,
-                    std: Sequence[float] = IMAGENET_STD, resize: Sequence[int] | None = None,
-                    hflip: float = 0.0, vflip: float = 0.0, seed: int | None = None) -> A.Compose:
-    """Resize (optional), flips when `train`, normalise, and convert the image to a tensor.
-
-    `resize` is (height, width); `hflip`/`vflip` are flip probabilities used only in training.
-    """
+def build_transform(train: bool, input_size: Sequence[int], mean: Sequence[float] = IMAGENET_MEAN,
+                    std: Sequence[float] = IMAGENET_STD, eval_sizing: str | None = None,
+                    scale: Sequence[float] | None = None, crop: bool = False,
+                    hflip: float = 0.0, vflip: float = 0.0, color_jitter: float = 0.0,
+                    ignore_index: int = 255, seed: int | None = None) -> A.Compose:
+    """Training: random rescale by a factor in `scale`, a random `input_size` crop (padded with
+    zeros / `ignore_index` where the image is smaller) when `crop`, flips with probabilities
+    `hflip`/`vflip`, colour jitter of strength `color_jitter`. Evaluation (and training without
+    `crop`): `eval_sizing` "resize" to `input_size`, "pad" (shrink the longer side to fit, then
+    pad at the bottom/right), or None to keep the size. Then normalise and make tensors."""
+    if eval_sizing not in EVAL_SIZING:
+        raise ValueError(f"data.eval_sizing must be one of {EVAL_SIZING}, got {eval_sizing!r}")
+    height, width = input_size
+    pad = A.PadIfNeeded(height, width, position="top_left", border_mode=cv2.BORDER_CONSTANT,
+                        fill=0, fill_mask=ignore_index)
     steps: list[A.BasicTransform] = []
-    if resize is not None:
-        height, width = resize
+    if train and scale is not None and tuple(scale) != (1.0, 1.0):
+        low, high = scale
+        steps.append(A.RandomScale(scale_limit=(low - 1, high - 1), interpolation=cv2.INTER_LINEAR,
+                                   mask_interpolation=cv2.INTER_NEAREST, p=1.0))
+    if train and crop:
+        steps += [pad, A.RandomCrop(height, width)]
+    elif eval_sizing == "resize":
         steps.append(A.Resize(height, width, interpolation=cv2.INTER_LINEAR,
                               mask_interpolation=cv2.INTER_NEAREST))
+    elif eval_sizing == "pad":
+        steps += [A.LongestMaxSize(max_size=max(height, width), interpolation=cv2.INTER_LINEAR,
+                                   mask_interpolation=cv2.INTER_NEAREST), pad,
+                  A.CenterCrop(height, width)]
     if train and hflip > 0:
         steps.append(A.HorizontalFlip(p=hflip))
     if train and vflip > 0:
         steps.append(A.VerticalFlip(p=vflip))
+    if train and color_jitter > 0:
+        steps.append(A.ColorJitter(brightness=color_jitter, contrast=color_jitter,
+                                   saturation=color_jitter, hue=min(color_jitter / 4, 0.5), p=0.8))
     steps += [A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0), ToTensorV2()]
     return A.Compose(steps, seed=seed)

@@ -1,0 +1,77 @@
+"""Reading images and masks from disk the same way for every dataset, and pairing them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class DataError(ValueError):
+    """A file that cannot be used as it is, named with what is wrong with it."""
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        image = Image.open(path)
+        image.load()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise DataError(f"{path}: unreadable or truncated ({error})") from None
+    return ImageOps.exif_transpose(image)
+
+
+def read_image(path: Path) -> np.ndarray:
+    """H×W×3 uint8 RGB whatever the file's mode (grayscale, RGBA, CMYK, palette) or its
+    extension says, with the EXIF orientation applied."""
+    return np.asarray(_open(path).convert("RGB"))
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """The mask's stored values: H×W for class-index and palette PNGs (the palette indices),
+    H×W×3 for RGB colour masks. EXIF orientation, if any, is applied."""
+    image = _open(path)
+    if image.mode in ("RGB", "RGBA"):
+        return np.asarray(image.convert("RGB"))
+    if image.mode not in ("P", "L", "I", "I;16"):
+        image = image.convert("L")
+    return np.asarray(image)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One sample on disk: its id (the file stem) and its two files."""
+
+    id: str
+    image: Path
+    mask: Path
+
+
+def images_in(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.iterdir()
+                  if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def pair_by_stem(images: Iterable[Path], masks: dict[str, Path]) -> tuple[list[Pair], list[str]]:
+    """Pairs of images with the mask of the same stem, and one problem line per image without
+    a mask, mask without an image, or stem used twice. Never pairs by listing order."""
+    pairs, problems, seen = [], [], {}
+    for image in images:
+        stem = image.stem
+        if stem in seen:
+            problems.append(f"{image}: duplicate stem {stem!r} (also {seen[stem]})")
+            continue
+        seen[stem] = image
+        if stem not in masks:
+            problems.append(f"{image}: no mask with stem {stem!r}")
+            continue
+        pairs.append(Pair(stem, image, masks[stem]))
+    problems += [f"{mask}: no image with stem {stem!r}" for stem, mask in masks.items()
+                 if stem not in seen]
+    return pairs, problems

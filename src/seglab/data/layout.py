@@ -1,0 +1,52 @@
+"""Shared pieces of the on-disk datasets: required folders, seeded splits, downloads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from seglab.data.files import DataError
+
+T = TypeVar("T")
+SPLITS = ("train", "val", "test")
+
+
+def require(path: Path, dataset: str, layout: str, download_page: str,
+            downloadable: bool = False) -> Path:
+    """`path` if it exists, else one error with the expected layout and where to get the data
+    (and, for datasets torchvision can download, the `data.download` switch)."""
+    if not path.exists():
+        raise DataError(f"{dataset}: {path} not found. Expected layout under data.root: "
+                        f"{layout}. Download from {download_page} and extract it there"
+                        f"{' (or set data.download=true)' if downloadable else ''}")
+    return path
+
+
+def seeded_split(items: Sequence[T], split: str, fractions: Mapping[str, float],
+                 seed: int) -> list[T]:
+    """The `split` part of a seeded shuffle of `items` cut by `fractions` (train, val, test)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    values = [float(fractions.get(name, 0.0)) for name in SPLITS]
+    if any(value < 0 for value in values) or abs(sum(values) - 1.0) > 1e-6:
+        raise ValueError(f"data split fractions must be non-negative and sum to 1, got "
+                         f"{dict(fractions)}")
+    order = np.random.default_rng(seed).permutation(len(items))
+    n_train = round(values[0] * len(items))
+    n_val = round(values[1] * len(items))
+    bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val),
+              "test": (n_train + n_val, len(items))}
+    start, stop = bounds[split]
+    return [items[i] for i in sorted(order[start:stop])]
+
+
+def download_with(what: str, download: Callable[[], object], root: Path) -> None:
+    """Run a torchvision downloader; without internet, say so in one line."""
+    try:
+        download()
+    except OSError as error:
+        raise DataError(f"could not download {what} into {root} ({type(error).__name__}: "
+                        f"{error}); download it by hand and set data.download=false") from None
