@@ -16,7 +16,7 @@ from seglab.config import config_dir
 
 # Small enough for seconds on a CPU, large enough that every class appears.
 TINY = [
-    "data.dataset.lengths={train:32,val:16,test:16}",
+    "data.lengths={train:32,val:16,test:16}",
     "data.input_size=[32,32]",
     "data.batch_size=8",
     "trainer.max_epochs=1",

@@ -14,7 +14,7 @@ from seglab.train import train
 
 SMALL = ["data.input_size=[32,32]", "data.batch_size=2", "data.num_workers=0",
          "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "logger=none",
-         "encoder=mobilenet_v2", "data.dataset.split_fractions={train:0.5,val:0.25,test:0.25}"]
+         "encoder=mobilenet_v2", "data.split_fractions={train:0.5,val:0.25,test:0.25}"]
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +39,7 @@ def write_broken(root: Path) -> dict[str, str]:
             "painting_003.jpg": "no mask with stem 'painting_003'"}
 
 
-BROKEN_ARGS = ["data=folder", "data.dataset.split_fractions={train:0.5,val:0.25,test:0.25}"]
+BROKEN_ARGS = ["data=folder", "data.split_fractions={train:0.5,val:0.25,test:0.25}"]
 
 
 def test_check_data_reports_every_problem_with_its_file(tmp_path):
@@ -124,3 +124,18 @@ def test_fast_dev_run_on_each_dataset(tmp_path, name):
     assert metrics["status"] == "completed" and metrics["data"] == name
     assert metrics["num_classes"] == len(metrics["class_names"])
     assert (tmp_path / "run" / "predictions.png").is_file()
+
+
+def test_odd_but_valid_files_pass_the_check_and_train(tmp_path):
+    write_folder(tmp_path / "data", count=8)
+    images = tmp_path / "data" / "images"
+    Image.open(images / "painting_000.jpg").convert("CMYK").save(images / "painting_000.jpg")
+    Image.open(images / "painting_001.jpg").convert("L").save(images / "painting_001.jpg")
+    Image.open(images / "painting_002.jpg").convert("RGBA").save(images / "painting_002.jpg",
+                                                                 format="PNG")
+    cfg = compose_config("train", tmp_path / "run", [
+        *SMALL, "data=folder", f"data.root={tmp_path}/data", "trainer=debug"])
+    metrics, objects = train(cfg)
+    assert metrics["status"] == "completed" and metrics["skipped_samples"] == 0
+    reports = objects["datamodule"].check(progress=False)
+    assert sum(len(report.problems) for report in reports) == 0

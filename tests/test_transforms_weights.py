@@ -53,7 +53,7 @@ def test_auto_class_weights_reach_the_loss(tmp_path, monkeypatch):
     write_folder(tmp_path / "data", count=6)
     cfg = compose_config("train", tmp_path / "run", [
         "data=folder", f"data.root={tmp_path}/data", "loss.class_weights=auto",
-        "data.dataset.split_fractions={train:0.5,val:0.25,test:0.25}"])
+        "data.split_fractions={train:0.5,val:0.25,test:0.25}"])
     datamodule = build_datamodule(cfg)
     expected = median_frequency_weights(datamodule.split_report("train"))
     module = build_module(cfg, datamodule.class_names, datamodule)

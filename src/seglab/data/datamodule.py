@@ -34,7 +34,9 @@ class SegmentationDataModule(LightningDataModule):
     `class_names` defaults to the dataset's own; `input_size` (height, width) is the size
     batches have and the network sees (GFLOPs are counted there). `on_error` says what a data
     problem found by `check` does: "raise" stops before training, "skip" drops the bad samples.
-    The augmentation options are those of `build_transform`.
+    The augmentation options are those of `build_transform`. Any other keyword (`year`,
+    `mode`, `subset`, `split_fractions`, `download`...) is an option of the dataset and is
+    passed to it, with `root`.
     """
 
     def __init__(self, name: str, dataset: Callable[..., SegmentationDataset], num_classes: int,
@@ -45,7 +47,7 @@ class SegmentationDataModule(LightningDataModule):
                  crop: bool = False, hflip: float = 0.0, vflip: float = 0.0,
                  color_jitter: float = 0.0, mean: Sequence[float] = IMAGENET_MEAN,
                  std: Sequence[float] = IMAGENET_STD, seed: int = 0,
-                 pin_memory: bool = False) -> None:
+                 pin_memory: bool = False, **dataset_options) -> None:
         super().__init__()
         self.name = name
         self.dataset_factory = dataset
@@ -60,6 +62,9 @@ class SegmentationDataModule(LightningDataModule):
         if on_error not in ("raise", "skip"):
             raise ValueError(f"data.on_error must be 'raise' or 'skip', got {on_error!r}")
         self.root = root
+        self.dataset_options = dict(dataset_options)
+        if root is not None:
+            self.dataset_options["root"] = root
         self.on_error = on_error
         self.transform_options = {
             "input_size": self.input_size, "eval_sizing": eval_sizing, "scale": scale,
@@ -92,7 +97,7 @@ class SegmentationDataModule(LightningDataModule):
 
     def _cache_key(self, split: str) -> str:
         factory = self.dataset_factory
-        options = sorted(getattr(factory, "keywords", {}).items())
+        options = sorted({**getattr(factory, "keywords", {}), **self.dataset_options}.items())
         target = getattr(getattr(factory, "func", factory), "__qualname__", str(factory))
         return f"{self.name}|{target}|{options}|{split}|{self.num_classes}|{self.ignore_index}"
 
@@ -126,7 +131,8 @@ class SegmentationDataModule(LightningDataModule):
         if name not in self.datasets:
             transform = build_transform(train=name == "train", seed=self.seed,
                                         **self.transform_options)
-            self.datasets[name] = self.dataset_factory(split=name, transform=transform)
+            self.datasets[name] = self.dataset_factory(split=name, transform=transform,
+                                                       **self.dataset_options)
         return self.datasets[name]
 
     def setup(self, stage: str | None = None) -> None:

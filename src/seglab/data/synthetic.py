@@ -137,7 +137,7 @@ class SyntheticShapes(SegmentationDataset):
         if split not in SPLIT_IDS:
             raise ValueError(f"unknown split {split!r}; expected one of {sorted(SPLIT_IDS)}")
         if split not in lengths or int(lengths[split]) < 1:
-            raise ValueError(f"data.dataset.lengths must give a positive size for split "
+            raise ValueError(f"data.lengths must give a positive size for split "
                              f"{split!r}, got {dict(lengths)}")
         super().__init__(transform)
         self.class_names = class_names_for(num_classes)
