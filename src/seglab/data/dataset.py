@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 import torch
 from torch.utils.data import Dataset
 
 
-class SegmentationDataset(Dataset):
+class SegmentationDataset(Dataset, ABC):
     """Base class: `load(i)` gives the raw sample, indexing gives the transformed one.
 
     A raw sample is a dict with `image` (H×W×3 uint8 RGB), `mask` (H×W int64, ignore as 255)
@@ -19,8 +20,9 @@ class SegmentationDataset(Dataset):
     def __init__(self, transform: Callable[..., dict] | None = None) -> None:
         self.transform = transform
 
+    @abstractmethod
     def load(self, index: int) -> dict:
-        raise NotImplementedError
+        """The raw sample `index`."""
 
     def __getitem__(self, index: int) -> dict:
         sample = self.load(index)

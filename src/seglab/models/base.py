@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-class SegmentationNet(nn.Module):
+class SegmentationNet(nn.Module, ABC):
     """Base of every seglab network.
 
     Subclasses implement `forward_padded` for inputs whose sides are multiples of
@@ -20,16 +22,18 @@ class SegmentationNet(nn.Module):
     weights_enum = None  # a torchvision WeightsEnum whose names `model.weights` may give
 
     @property
+    @abstractmethod
     def encoder(self) -> nn.Module:
-        raise NotImplementedError
+        """The backbone: its parameters form the `encoder` group."""
 
     @property
     def weights_root(self) -> nn.Module:
         """The module that published weights (torchvision enums) are loaded into."""
         return self
 
+    @abstractmethod
     def forward_padded(self, images: Tensor) -> Tensor:
-        raise NotImplementedError
+        """Logits for images whose sides are multiples of `output_stride`."""
 
     def auxiliary_loss(self, loss_fn: nn.Module, target: Tensor) -> Tensor | None:
         """Extra training loss from an auxiliary head, for the last forward pass; None if the
