@@ -10,6 +10,7 @@ from PIL import Image
 from conftest import compose_config, run_cli
 from fixtures import ART_COLOURS, write_bdd, write_folder, write_kitti_road, write_pets, write_voc
 from seglab.data.files import DataError
+from seglab.eval import evaluate
 from seglab.train import train
 
 SMALL = ["data.input_size=[32,32]", "data.batch_size=2", "data.num_workers=0",
@@ -86,6 +87,10 @@ def test_skip_trains_on_the_rest_and_counts_the_skipped(tmp_path):
     assert kept == 11 - 3
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["skipped_samples"] == 3
+    evaluated, _ = evaluate(compose_config(
+        "eval", tmp_path / "eval", [f"ckpt_path={tmp_path}/run/checkpoints/best.ckpt"]))
+    for key in ("test/mIoU", "test/loss", "test/pixel_acc"):
+        assert evaluated[key] == pytest.approx(metrics[key], abs=1e-4), key
 
 
 def test_checks_are_cached_by_size_and_mtime(tmp_path):

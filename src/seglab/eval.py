@@ -10,6 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from seglab.builders import build_datamodule, build_loggers, build_module, build_trainer
+from seglab.check_data import stop_on_data_problems
 from seglab.config import config_dir
 from seglab.errors import ConfigError
 from seglab.results import run_header, stage_metrics, versions
@@ -67,6 +68,8 @@ def evaluate(cfg: DictConfig) -> tuple[dict, dict]:
 
     datamodule = build_datamodule(cfg)
     class_names = datamodule.class_names
+    if datamodule.reads_files:  # the same samples as training saw, bad ones skipped alike
+        stop_on_data_problems(datamodule, class_names)
     module = build_module(cfg, class_names, datamodule)
     trainer = build_trainer(cfg, callbacks=[], loggers=build_loggers(cfg))
     trainer.test(module, datamodule=datamodule, ckpt_path=str(ckpt_path), verbose=False)
