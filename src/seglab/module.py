@@ -94,6 +94,20 @@ class SegmentationModule(LightningModule):
         self.log(f"{stage}/mIoU", miou, prog_bar=True)
         self.log_dict(scores)
 
+    def _fresh_confmat(self, stage: str) -> None:
+        """Start a stage with new state tensors, owned by this process alone: a module handed
+        to spawned workers arrives with tensors in shared memory, which ranks would share."""
+        self.confmats[f"{stage}_confmat"].reset()
+
+    def on_train_epoch_start(self) -> None:
+        self._fresh_confmat("train")
+
+    def on_validation_epoch_start(self) -> None:
+        self._fresh_confmat("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._fresh_confmat("test")
+
     def on_train_epoch_end(self) -> None:
         self._log_scores("train")
 
