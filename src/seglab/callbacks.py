@@ -28,7 +28,9 @@ class EpochHistory(Callback):
         self.rows: list[dict] = []
 
     def _record(self, trainer: Trainer) -> None:
-        """Append the row of the last completed epoch, if not recorded yet."""
+        """Append the row of the last completed epoch, if not recorded yet (one process writes)."""
+        if not trainer.is_global_zero:
+            return
         completed = trainer.fit_loop.epoch_progress.current.completed
         metrics = {key: float(value) for key, value in trainer.callback_metrics.items()
                    if value.numel() == 1 and not key.endswith("_step")}
