@@ -10,8 +10,8 @@ from PIL import Image
 from conftest import compose_config, run_cli
 from fixtures import ART_COLOURS, write_bdd, write_folder, write_kitti_road, write_pets, write_voc
 from seglab.data.files import DataError
-from seglab.eval import evaluate
-from seglab.train import train
+from seglab.evaluation import evaluate
+from seglab.training import train
 
 SMALL = ["data.input_size=[32,32]", "data.batch_size=2", "data.num_workers=0",
          "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "logger=none",
@@ -47,13 +47,14 @@ def test_check_data_reports_every_problem_with_its_file(tmp_path):
     expected = write_broken(tmp_path / "data")
     result = run_cli(["seglab-check-data", *BROKEN_ARGS, f"data.root={tmp_path}/data",
                       f"hydra.run.dir={tmp_path}/check"], cwd=tmp_path,
-                     SEGLAB_CACHE_DIR=str(tmp_path / "cache"), COLUMNS="200")
+                     SEGLAB_CACHE_DIR=str(tmp_path / "cache"))
     assert result.returncode == 1, result.stderr
     report = (tmp_path / "check" / "data_report.txt").read_text()
-    for file, problem in expected.items():
-        line = next((line for line in report.splitlines() if file in line), "")
-        assert problem in line, (file, report)
-    assert "4 problems" in report and "class pixel share" in report
+    for text in (report, result.stdout):  # off a terminal: one whole line per problem
+        for file, problem in expected.items():
+            line = next((line for line in text.splitlines() if file in line), "")
+            assert line.startswith(f"problem: {tmp_path}/data/") and problem in line, (file, text)
+    assert "4 problem(s):" in report and "class pixel share" in report
 
 
 def test_check_data_on_clean_data_exits_zero(tmp_path):

@@ -24,7 +24,7 @@ def test_installed_wheel_finds_its_packaged_configs(tmp_path):
                             "import seglab.config as c; print(c.config_dir())"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
     assert where.stdout.strip() == str(tmp_path / "site" / "seglab" / "conf")
-    composed = subprocess.run([sys.executable, "-m", "seglab.train", "--cfg", "job",
+    composed = subprocess.run([sys.executable, "-m", "seglab.cli.train", "--cfg", "job",
                                "encoder=mobilenet_v2"], cwd=tmp_path, env=env,
                               capture_output=True, text=True)
     assert composed.returncode == 0, composed.stderr

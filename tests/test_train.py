@@ -8,8 +8,8 @@ import torch
 
 from conftest import TINY, compose_config
 from seglab.errors import ConfigError
-from seglab.eval import evaluate
-from seglab.train import train
+from seglab.evaluation import evaluate
+from seglab.training import train
 
 CONTRACT_KEYS = {
     "status", "model", "encoder", "data", "seed", "num_classes", "class_names", "params",

@@ -36,7 +36,8 @@ def print_run_summary(metrics: dict, class_names: Sequence[str], run_dir: str) -
 
 
 def data_report(reports: Sequence, class_names: Sequence[str]) -> list[Table]:
-    """Counts and size ranges per split, class pixel shares, and every problem found."""
+    """Counts, size ranges and problem counts per split, and class pixel shares (the
+    problems themselves are printed as plain lines by `data_problems.show_data_report`)."""
     overview = Table(title="data check")
     for column in ("split", "samples", "height", "width", "problems"):
         overview.add_column(column, justify="left" if column == "split" else "right")
@@ -54,12 +55,4 @@ def data_report(reports: Sequence, class_names: Sequence[str]) -> list[Table]:
             total = int(report.class_pixels.sum())
             cells.append(f"{100 * report.class_pixels[index] / total:.2f}%" if total else "—")
         shares.add_row(name, *cells)
-    tables = [overview, shares]
-    problems = [problem for report in reports for problem in report.problems]
-    if problems:
-        listing = Table(title=f"{len(problems)} problems", show_header=False)
-        listing.add_column("problem", overflow="fold")
-        for problem in problems:
-            listing.add_row(problem)
-        tables.append(listing)
-    return tables
+    return [overview, shares]

@@ -1,20 +1,18 @@
-"""seglab-eval: test a trained run's checkpoint again, from the run's own saved config."""
+"""Evaluation: test a trained run's checkpoint again, from the run's own saved config."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from seglab.builders import build_datamodule, build_loggers, build_module, build_trainer
-from seglab.check_data import stop_on_data_problems
-from seglab.config import config_dir
+from seglab.data_problems import stop_on_data_problems
 from seglab.errors import ConfigError
 from seglab.results import run_header, stage_metrics, versions
-from seglab.task import exit_on_unknown_choice, finish_run, run_task, start_run
+from seglab.task import finish_run, start_run
 
 # Sections that say where this evaluation writes: taken from the eval config, not the run's.
 EVAL_OWNED = ("paths", "logger", "task_name", "ckpt_path")
@@ -84,18 +82,3 @@ def evaluate(cfg: DictConfig) -> tuple[dict, dict]:
     }
     finish_run(metrics, output_dir)
     return metrics, {"datamodule": datamodule, "module": module, "trainer": trainer}
-
-
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
-def hydra_main(cfg: DictConfig) -> float | None:
-    return run_task(evaluate, cfg)
-
-
-def main() -> None:
-    """The `seglab-eval` console script."""
-    exit_on_unknown_choice()
-    hydra_main()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,10 +1,9 @@
-"""seglab-train: fit a model, test its best checkpoint, and fill the run folder."""
+"""Training: fit a model, test its best checkpoint, and fill the run folder."""
 
 from __future__ import annotations
 
 import time
 
-import hydra
 from omegaconf import DictConfig
 
 from seglab.builders import (
@@ -14,11 +13,10 @@ from seglab.builders import (
     build_module,
     build_trainer,
 )
-from seglab.check_data import stop_on_data_problems
-from seglab.config import config_dir
+from seglab.data_problems import stop_on_data_problems
 from seglab.models import count_gflops, count_parameters
 from seglab.results import run_header, stage_metrics, versions
-from seglab.task import exit_on_unknown_choice, finish_run, run_task, start_run
+from seglab.task import finish_run, start_run
 from seglab.viz import plot_predictions
 
 
@@ -68,18 +66,3 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
                      palette=datamodule.palette)
     finish_run(metrics, output_dir)
     return metrics, {"datamodule": datamodule, "module": module, "trainer": trainer}
-
-
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
-def hydra_main(cfg: DictConfig) -> float | None:
-    return run_task(train, cfg)
-
-
-def main() -> None:
-    """The `seglab-train` console script."""
-    exit_on_unknown_choice()
-    hydra_main()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,25 @@
+"""seglab-check-data: scan every split of a dataset and list every problem with its file."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from seglab.config import config_dir
+from seglab.data_problems import check_dataset
+from seglab.task import exit_on_unknown_choice, run_task
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="check_data")
+def hydra_main(cfg: DictConfig) -> None:
+    run_task(check_dataset, cfg)
+
+
+def main() -> None:
+    """The `seglab-check-data` console script."""
+    exit_on_unknown_choice()
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()

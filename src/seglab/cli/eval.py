@@ -1,0 +1,25 @@
+"""seglab-eval: test a trained run's checkpoint again, from the run's own saved config."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from seglab.config import config_dir
+from seglab.evaluation import evaluate
+from seglab.task import exit_on_unknown_choice, run_task
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
+def hydra_main(cfg: DictConfig) -> float | None:
+    return run_task(evaluate, cfg)
+
+
+def main() -> None:
+    """The `seglab-eval` console script."""
+    exit_on_unknown_choice()
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""seglab-train: fit a model, test its best checkpoint, and fill the run folder."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from seglab.config import config_dir
+from seglab.task import exit_on_unknown_choice, run_task
+from seglab.training import train
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
+def hydra_main(cfg: DictConfig) -> float | None:
+    return run_task(train, cfg)
+
+
+def main() -> None:
+    """The `seglab-train` console script."""
+    exit_on_unknown_choice()
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()
