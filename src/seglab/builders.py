@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+
+import torch
 from hydra.utils import instantiate
 from lightning import Callback, Trainer
 from lightning.pytorch.loggers import Logger
@@ -47,7 +50,7 @@ def build_module(cfg: DictConfig, class_names: list[str],
     `datamodule` is needed for `loss.class_weights: auto`."""
     optimizer = OmegaConf.to_container(cfg.optimizer, resolve=True)
     encoder_lr_mult = optimizer.pop("encoder_lr_mult", 1.0)
-    return SegmentationModule(
+    module = SegmentationModule(
         net=instantiate(cfg.model),
         loss=instantiate(resolve_class_weights(OmegaConf.to_container(cfg.loss, resolve=True),
                                                datamodule)),
@@ -57,6 +60,8 @@ def build_module(cfg: DictConfig, class_names: list[str],
         ignore_index=cfg.data.ignore_index,
         encoder_lr_mult=encoder_lr_mult,
     )
+    module.example_input_array = torch.zeros(1, 3, *cfg.data.input_size)  # summary's FLOPs
+    return module
 
 
 def build_callbacks(cfg: DictConfig) -> list[Callback]:
@@ -65,6 +70,17 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
 
 def build_loggers(cfg: DictConfig) -> list[Logger]:
     return [instantiate(node) for node in (cfg.get("logger") or {}).values()]
+
+
+class _NoTips(logging.Filter):
+    """Drops Lightning's promotional "Tip" lines from the run's output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in str(record.msg)
+
+
+for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    logging.getLogger(_name).addFilter(_NoTips())
 
 
 def build_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list[Logger]) -> Trainer:

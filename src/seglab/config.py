@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seglab.errors import ConfigError
-from seglab.models import check_pair
+from seglab.models import MODELS, check_pair, supported_encoders
 
 
 def config_dir() -> str:
@@ -23,8 +25,8 @@ def config_dir() -> str:
 
 def unknown_choice(arguments: list[str]) -> str | None:
     """The first `group=choice` argument whose choice has no config file, described in one
-    line with the valid choices; None when every choice exists. Sweep lists are checked item
-    by item; sweep functions (`choice(...)`, `range(...)`) are left to Hydra."""
+    line with the valid choices; None when every choice exists. Sweep lists and lists of
+    configs (`logger=[csv,tensorboard]`) are checked item by item; sweep functions (`choice(...)`, `range(...)`) are left to Hydra."""
     root = Path(config_dir())
     for argument in arguments:
         key, _, value = argument.lstrip("+").partition("=")
@@ -32,7 +34,7 @@ def unknown_choice(arguments: list[str]) -> str | None:
         if not value or "(" in value or key.startswith(("hydra", "~")) or not group.is_dir():
             continue
         valid = sorted(path.stem for path in group.glob("*.yaml"))
-        for choice in value.split(","):
+        for choice in value.strip("[]").split(","):  # a choice, a sweep list or a [list]
             if choice not in valid and choice != "null":
                 return (f"unknown {key} {choice!r} in '{argument}'; "
                         f"valid choices for {key}: {', '.join(valid)}")
@@ -52,6 +54,37 @@ def auto_precision(accelerator: str = "auto") -> str:
 
 
 OmegaConf.register_new_resolver("auto_precision", auto_precision, replace=True)
+
+
+def job_overrides() -> list[str]:
+    """The command-line overrides of this run (of this job, in a sweep)."""
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def sweep_group(default: str) -> str:
+    """The sweep folder of a job in a multirun, else `default`: `${sweep_group:...}` groups a
+    sweep's runs in wandb, while `${job_tags:}` tags each with its swept values."""
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return str(HydraConfig.get().sweep.dir)
+    return default
+
+
+OmegaConf.register_new_resolver("sweep_group", sweep_group, replace=True)
+OmegaConf.register_new_resolver("job_tags", job_overrides, replace=True)
+
+
+def select_sole_encoder(cfg: DictConfig, overrides: list[str]) -> None:
+    """A model that accepts a single encoder (unet_classic, fcn8s, lraspp) selects it by
+    itself, unless the command line names an encoder (which is then checked as usual)."""
+    model, encoder = OmegaConf.select(cfg, "model.name"), OmegaConf.select(cfg, "encoder.name")
+    if model not in MODELS or encoder is None:
+        return
+    encoders = supported_encoders(model)
+    named = any(item.lstrip("+~").split("=", 1)[0] == "encoder" for item in overrides)
+    if len(encoders) != 1 or encoder == encoders[0] or named:
+        return
+    with open_dict(cfg):
+        cfg.encoder = OmegaConf.load(Path(config_dir()) / "encoder" / f"{encoders[0]}.yaml")
 
 
 def _is_int(value) -> bool:

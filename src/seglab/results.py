@@ -58,18 +58,24 @@ def _json_safe(value):
     return value
 
 
+def read_metrics(path: Path) -> dict | None:
+    """An existing metrics.json as a dict, or None when there is none readable."""
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
 def read_status(path: Path) -> str | None:
     """The `status` of an existing metrics.json, or None when there is none readable."""
-    try:
-        return json.loads(path.read_text()).get("status")
-    except (OSError, ValueError, AttributeError):
-        return None
+    return (read_metrics(path) or {}).get("status")
 
 
 def write_metrics_json(path: Path, summary: dict) -> None:
-    """Write `summary` atomically (NaN becomes null); a completed file is never replaced by
-    a failed one."""
-    if summary.get("status") == "failed" and read_status(path) == "completed":
+    """Write `summary` atomically (NaN becomes null); a completed file is only ever replaced
+    by another completed one, never by a failed or running one."""
+    if summary.get("status") != "completed" and read_status(path) == "completed":
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".json.partial")

@@ -3,8 +3,12 @@ and turning a user's mistake into one clear line and a failed metrics.json."""
 
 from __future__ import annotations
 
+import math
 import os
+import shutil
 import sys
+import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,18 +17,33 @@ from hydra.types import RunMode
 from lightning import seed_everything
 from omegaconf import DictConfig, OmegaConf
 
-from seglab.config import check_config, unknown_choice
+from seglab.config import check_config, job_overrides, select_sole_encoder, unknown_choice
 from seglab.errors import USER_ERRORS, ConfigError, one_line
 from seglab.report import print_run_summary
-from seglab.results import read_status, write_metrics_json
+from seglab.results import read_metrics, read_status, write_metrics_json
 
 
-def guard_run_folder(output_dir: Path) -> None:
-    """Refuse to run into a folder that already holds a finished run's results."""
-    if (output_dir / "checkpoints" / "best.ckpt").exists() or \
-            read_status(output_dir / "metrics.json") == "completed":
+def _skip_completed(cfg: DictConfig) -> bool:
+    return bool(OmegaConf.select(cfg, "sweep.skip_completed", default=False))
+
+
+def guard_run_folder(output_dir: Path, rerun_unfinished: bool = False) -> None:
+    """Refuse to run into a folder that already holds a finished run's results. With
+    `rerun_unfinished`, the checkpoints of a run that never completed are kept aside in
+    `checkpoints.unfinished/` and the folder is used again."""
+    if read_status(output_dir / "metrics.json") == "completed":
         raise ConfigError(f"run folder {output_dir} already holds a finished run; "
                           "choose a new hydra.run.dir (nothing was changed)")
+    checkpoints = output_dir / "checkpoints"
+    if not (checkpoints / "best.ckpt").exists():
+        return
+    if not rerun_unfinished:
+        raise ConfigError(f"run folder {output_dir} holds checkpoints of a run that did not "
+                          "complete; choose a new hydra.run.dir, or rerun the sweep with "
+                          "sweep.skip_completed=true (nothing was changed)")
+    kept = output_dir / "checkpoints.unfinished"
+    shutil.rmtree(kept, ignore_errors=True)
+    checkpoints.rename(kept)
 
 
 def save_run_config(cfg: DictConfig, output_dir: Path) -> None:
@@ -32,16 +51,28 @@ def save_run_config(cfg: DictConfig, output_dir: Path) -> None:
     folder = output_dir / ".hydra"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    (folder / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(overrides)))
+    (folder / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(job_overrides())))
+
+
+def running_header(cfg: DictConfig, output_dir: Path) -> dict:
+    """What metrics.json says while the run is under way, so a killed sweep shows the jobs
+    that never finished."""
+    return {"status": "running", "model": OmegaConf.select(cfg, "model.name"),
+            "encoder": OmegaConf.select(cfg, "encoder.name"),
+            "data": OmegaConf.select(cfg, "data.name"), "seed": OmegaConf.select(cfg, "seed"),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "overrides": job_overrides(),
+            "run_dir": str(output_dir)}
 
 
 def start_run(cfg: DictConfig) -> Path:
-    """Check the folder and the config, save the config, seed everything: the run folder."""
+    """Check the folder and the config, save the config, mark the run as running, seed
+    everything: the run folder."""
     output_dir = Path(cfg.paths.output_dir)
-    guard_run_folder(output_dir)
+    guard_run_folder(output_dir, rerun_unfinished=_skip_completed(cfg))
+    select_sole_encoder(cfg, job_overrides())
     check_config(cfg)
     save_run_config(cfg, output_dir)
+    write_metrics_json(output_dir / "metrics.json", running_header(cfg, output_dir))
     seed_everything(cfg.seed, workers=True)
     return output_dir
 
@@ -64,25 +95,57 @@ def _in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def _finish_wandb(failed: bool) -> None:
+    """End this run's wandb run, so the next job of a sweep starts its own."""
+    if "wandb" in sys.modules and sys.modules["wandb"].run is not None:
+        sys.modules["wandb"].finish(exit_code=1 if failed else 0)
+
+
+def _record_failure(error: Exception, output_dir: Path) -> str:
+    """Mark the run failed in metrics.json (keeping what it said while running); the one-line
+    message, pointing at a saved traceback when the error is not a user's mistake."""
+    message = one_line(error)
+    if not isinstance(error, USER_ERRORS):
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "traceback.txt").write_text(traceback.format_exc())
+        message = f"{message} (traceback: {output_dir / 'traceback.txt'})"
+    header = read_metrics(output_dir / "metrics.json") or {}
+    write_metrics_json(output_dir / "metrics.json",
+                       {**header, "status": "failed", "error": message})
+    return message
+
+
 def run_task(task: Callable[[DictConfig], tuple[dict, dict]], cfg: DictConfig) -> float | None:
     """Run `task(cfg)` and return the metric named by `optimized_metric`, if any.
 
-    A user error (bad config value, missing file, bad checkpoint) prints one line and exits 1,
-    or, inside a multirun, marks this run failed and lets the sweep go on. Any error leaves a
-    `metrics.json` with status "failed" unless the folder already held a completed one.
+    Any error leaves a `metrics.json` with status "failed" and a one-line "error" (unless the
+    folder already held a completed one). Alone, a user error (bad config value, missing file,
+    bad checkpoint) prints that line and exits 1; other errors show their traceback. Inside a
+    multirun every error prints the line and returns NaN, so the sweep goes on and a sweeper
+    such as Optuna records a failed trial; `sweep.fail_fast=true` stops the sweep instead.
+    `sweep.skip_completed=true` returns a completed job's saved result without running it.
     Set HYDRA_FULL_ERROR=1 for the full traceback.
     """
     output_dir = Path(cfg.paths.output_dir)
+    metric_name = cfg.get("optimized_metric")
+    saved = read_metrics(output_dir / "metrics.json")
+    if _skip_completed(cfg) and saved and saved.get("status") == "completed":
+        print(f"skipped: {output_dir} already completed (sweep.skip_completed=true)")
+        return saved.get(metric_name) if metric_name else None
+    failed = True
     try:
         metrics, _ = task(cfg)
+        failed = False
     except Exception as error:
-        message = one_line(error)
-        write_metrics_json(output_dir / "metrics.json", {"status": "failed", "error": message})
-        if not isinstance(error, USER_ERRORS) or os.environ.get("HYDRA_FULL_ERROR") == "1":
+        message = _record_failure(error, output_dir)
+        multirun = _in_multirun()
+        if os.environ.get("HYDRA_FULL_ERROR") == "1" or \
+                (not multirun and not isinstance(error, USER_ERRORS)):
             raise
         print(f"error: {message}", file=sys.stderr)
-        if _in_multirun():
-            return None
-        raise SystemExit(1) from None
-    metric_name = cfg.get("optimized_metric")
+        if not multirun or OmegaConf.select(cfg, "sweep.fail_fast", default=False):
+            raise SystemExit(1) from None
+        return math.nan
+    finally:
+        _finish_wandb(failed)
     return metrics.get(metric_name) if metric_name else None

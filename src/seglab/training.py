@@ -14,6 +14,7 @@ from seglab.builders import (
     build_trainer,
 )
 from seglab.data_problems import stop_on_data_problems
+from seglab.hparams import log_final_results
 from seglab.models import count_gflops, count_parameters
 from seglab.results import run_header, stage_metrics, versions
 from seglab.task import finish_run, start_run
@@ -61,6 +62,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
         "run_dir": str(output_dir),
         "versions": versions(),
     }
+    log_final_results(trainer.loggers, cfg, metrics)
     plot_predictions(module.net, datamodule.split("val"), class_names,
                      output_dir / "predictions.png", ignore_index=datamodule.ignore_index,
                      palette=datamodule.palette)
