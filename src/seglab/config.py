@@ -26,7 +26,8 @@ def config_dir() -> str:
 def unknown_choice(arguments: list[str]) -> str | None:
     """The first `group=choice` argument whose choice has no config file, described in one
     line with the valid choices; None when every choice exists. Sweep lists and lists of
-    configs (`logger=[csv,tensorboard]`) are checked item by item; sweep functions (`choice(...)`, `range(...)`) are left to Hydra."""
+    configs (`logger=[csv,tensorboard]`) are checked item by item; sweep functions
+    (`choice(...)`, `range(...)`) are left to Hydra."""
     root = Path(config_dir())
     for argument in arguments:
         key, _, value = argument.lstrip("+").partition("=")

@@ -88,3 +88,4 @@ def run_header(cfg, class_names: list[str]) -> dict:
     return {"status": "completed", "model": cfg.model.name, "encoder": cfg.encoder.name,
             "data": cfg.data.name, "seed": cfg.seed, "num_classes": len(class_names),
             "class_names": list(class_names)}
+

@@ -51,7 +51,10 @@ def save_run_config(cfg: DictConfig, output_dir: Path) -> None:
     folder = output_dir / ".hydra"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    (folder / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(job_overrides())))
+    # a reproduction keeps the source run's overrides, followed by its own
+    reproduced = OmegaConf.select(cfg, "reproduces.overrides", default=None)
+    overrides = job_overrides() if reproduced is None else list(reproduced)
+    (folder / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(overrides)))
 
 
 def running_header(cfg: DictConfig, output_dir: Path) -> dict:

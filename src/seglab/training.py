@@ -16,6 +16,7 @@ from seglab.builders import (
 from seglab.data_problems import stop_on_data_problems
 from seglab.hparams import log_final_results
 from seglab.models import count_gflops, count_parameters
+from seglab.reproduction import reproduction_record
 from seglab.results import run_header, stage_metrics, versions
 from seglab.task import finish_run, start_run
 from seglab.viz import plot_predictions
@@ -61,6 +62,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
         "checkpoint": checkpoint or None,
         "run_dir": str(output_dir),
         "versions": versions(),
+        **reproduction_record(cfg),
     }
     log_final_results(trainer.loggers, cfg, metrics)
     plot_predictions(module.net, datamodule.split("val"), class_names,

@@ -1,0 +1,155 @@
+"""seglab-compare: run folders (a sweep, several runs, a glob) become one table and one chart.
+
+It only reads folders, so it never imports torch, lightning or hydra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from seglab.compare import (
+    Column,
+    CompareError,
+    build_comparison,
+    display_columns,
+    find_runs,
+    markdown_report,
+    markdown_table,
+    read_runs,
+    status_summary,
+)
+from seglab.compare_chart import render_chart
+
+STATUS_STYLES = {"failed": "red", "running": "yellow", "unfinished": "yellow"}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line; argparse itself answers --help and a missing PATH (exit 2)."""
+    parser = argparse.ArgumentParser(
+        prog="seglab-compare",
+        description="Compare run folders: writes comparison.md, .csv and .png and prints the "
+                    "table.")
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="a multirun folder, run folders, or a glob (quoted)")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="folder for the three files (default: the first PATH, or the "
+                             "common parent of what a glob matches)")
+    parser.add_argument("--metric", metavar="KEY",
+                        help="headline metric for the default order and the chart "
+                             "(metrics.json key or CSV column; default: val/mIoU_best, or "
+                             "test/mIoU when no run has it)")
+    parser.add_argument("--sort", metavar="KEY",
+                        help="column to sort by (a score sorts best first)")
+    parser.add_argument("--group-by", default="", metavar="KEYS",
+                        help="override keys, comma-separated (e.g. seed): one row per group "
+                             "with mean ± std and n")
+    return parser.parse_args(argv)
+
+
+def _style(column: Column, row: int) -> str:
+    if column.best[row]:
+        return "bold green"
+    return STATUS_STYLES.get(column.cells[row], "") if column.name == "status" else ""
+
+
+def _rich_table(columns: Sequence[Column]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", show_edge=False)
+    for column in columns:
+        table.add_column(column.header, justify="right" if column.numeric else "left",
+                         no_wrap=column.name != "error",
+                         max_width=40 if column.name == "error" else None)
+    for row in range(len(columns[0].cells)):
+        table.add_row(*(Text(column.cells[row], style=_style(column, row))
+                        for column in columns))
+    return table
+
+
+def fitted_table(console: Console, columns: Sequence[Column]) -> tuple[Table, list[str]]:
+    """A rich table as wide as the console at most: the least important columns, widest
+    first, are dropped (the files keep them); returns it with the dropped headers."""
+    shown, dropped = list(columns), []
+    unlimited = console.options.update_width(100_000)
+    table = _rich_table(shown)
+    while console.measure(table, options=unlimited).maximum > console.width:
+        candidates = [column for column in shown if column.priority > 0]
+        if not candidates:
+            break
+        widest = max(candidates, key=lambda column: (
+            column.priority, max(len(text) for text in (column.header, *column.cells))))
+        shown.remove(widest)
+        dropped.append(widest.header)
+        table = _rich_table(shown)
+    return table, dropped
+
+
+def dropped_note(dropped: Sequence[str], width: int) -> str:
+    """One line, at most `width` long, naming the columns left out of the terminal view."""
+    ious = [header for header in dropped if header.startswith("IoU ")]
+    names = [header for header in dropped if header not in ious]
+    names += [f"{len(ious)} per-class IoU"] if len(ious) > 1 else ious
+    for count in range(len(names), 0, -1):
+        more = f", {len(names) - count} more" if count < len(names) else ""
+        note = f"not shown (see comparison.md): {', '.join(names[:count])}{more}"
+        if len(note) <= width:
+            break
+    return note
+
+
+def print_table(columns: Sequence[Column], summary: str) -> None:
+    """A fitted rich table on a terminal; plain Markdown lines in a pipe or file."""
+    console = Console()
+    if not console.is_terminal:
+        print(summary)
+        print(markdown_table(columns))
+        return
+    table, dropped = fitted_table(console, columns)
+    console.print(summary, highlight=False)
+    console.print(table)
+    if dropped:
+        console.print(dropped_note(dropped, console.width), highlight=False, no_wrap=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The `seglab-compare` console script; a bad path or key is one line on stderr."""
+    args = parse_args(argv)
+    try:
+        sources = find_runs(args.paths)
+        runs = read_runs(sources)
+        group_by = [key.strip() for key in args.group_by.split(",") if key.strip()]
+        comparison = build_comparison(runs, args.metric, args.sort, group_by)
+        out_dir = args.out or sources.out_dir
+        if out_dir.exists() and not out_dir.is_dir():
+            raise CompareError(f"--out {out_dir} is a file, not a folder", code=2)
+        summary = status_summary(runs)
+        files = {"comparison.md": markdown_report(comparison, summary).encode(),
+                 "comparison.csv": comparison.frame.to_csv(index=False).encode(),
+                 "comparison.png": render_chart(comparison)}
+        columns = display_columns(comparison)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, content in files.items():
+            (out_dir / name).write_bytes(content)
+    except CompareError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(error.code) from None
+    except OSError as error:
+        print(f"error: cannot write {error.filename}: {error.strerror}", file=sys.stderr)
+        raise SystemExit(1) from None
+    try:
+        print_table(columns, summary)
+        for name in files:
+            print(f"wrote {out_dir / name}")
+    except BrokenPipeError:  # `| head` stopped reading: not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+if __name__ == "__main__":
+    main()
