@@ -12,8 +12,13 @@ pytestmark = pytest.mark.slow
 
 
 def test_train_cli_writes_the_contract(tmp_path):
-    result = run_cli(["seglab-train", *TINY, f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path)
+    with_summary = [item for item in TINY if "model_summary" not in item]
+    result = run_cli(["seglab-train", *with_summary, f"hydra.run.dir={tmp_path}/run"],
+                     cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
+    output = result.stdout + result.stderr
+    assert "Tip:" not in output  # Lightning's promotional lines are silenced
+    assert "Total FLOPs: 169 M" in output  # the summary runs a real example input
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert CONTRACT_KEYS <= set(metrics)
     assert metrics["status"] == "completed"
@@ -84,6 +89,16 @@ def test_eval_refuses_missing_and_foreign_checkpoints(tmp_path):
     assert "Traceback" not in result.stderr
     assert foreign.read_bytes() == before
     assert json.loads((tmp_path / "eval2" / "metrics.json").read_text())["status"] == "failed"
+
+
+@pytest.mark.parametrize("model", ["unet_classic", "lraspp"])
+def test_a_single_encoder_model_trains_with_its_name_alone(tmp_path, model):
+    result = run_cli(["seglab-train", f"model={model}", "trainer=debug", *TINY[:3],
+                      "model.base_channels=8" if model == "unet_classic" else "seed=0",
+                      f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (saved["model"], saved["status"]) == (model, "completed")
 
 
 def test_seed_models_fast_dev_run_on_mobilenet_v2(tmp_path):

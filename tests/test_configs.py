@@ -16,7 +16,7 @@ from seglab.builders import (
     build_module,
     build_trainer,
 )
-from seglab.config import check_config, config_dir, unknown_choice
+from seglab.config import check_config, config_dir, select_sole_encoder, unknown_choice
 from seglab.errors import ConfigError
 from seglab.models import MODELS, supported_encoders
 
@@ -132,3 +132,21 @@ def test_unknown_choices_are_found_before_hydra_runs():
     assert unknown_choice(["loss=ce,dicee"]) == (
         "unknown loss 'dicee' in 'loss=ce,dicee'; valid choices for loss: ce, ce_dice, dice, "
         "focal")
+
+
+@pytest.mark.parametrize("model, encoder", [("unet_classic", "none"), ("fcn8s", "vgg16"),
+                                            ("lraspp", "mobilenet_v3_large")])
+def test_a_single_encoder_model_selects_its_encoder(tmp_path, model, encoder):
+    cfg = compose_config("train", tmp_path, [f"model={model}"])
+    select_sole_encoder(cfg, [f"model={model}"])
+    check_config(cfg)
+    assert (cfg.encoder.name, cfg.model.encoder) == (encoder, encoder)
+
+
+def test_an_encoder_named_on_the_command_line_is_kept_and_checked(tmp_path):
+    overrides = ["model=fcn8s", "encoder=resnet18"]
+    cfg = compose_config("train", tmp_path, overrides)
+    select_sole_encoder(cfg, overrides)
+    assert cfg.encoder.name == "resnet18"
+    with pytest.raises(ConfigError, match="valid encoders for fcn8s: vgg16"):
+        check_config(cfg)
