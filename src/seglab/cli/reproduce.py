@@ -8,8 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-from seglab.errors import USER_ERRORS, one_line
-
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -33,7 +31,8 @@ def _log_to(output_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """The `seglab-reproduce` console script."""
-    args = parse_args(argv)
+    args = parse_args(argv)  # --help and usage errors answer before torch is imported
+    from seglab.errors import USER_ERRORS, one_line
     from seglab.reproduction import load_source_config, prepare_reproduction
     from seglab.task import run_task
     from seglab.training import train
