@@ -13,33 +13,16 @@ it is 0; `n` counts the completed runs, `n_failed` and `n_unfinished` the others
 
 from __future__ import annotations
 
-import glob
-import json
-import os
 import re
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-IDENTITY = ("model", "encoder", "data")
+from seglab.run_folders import IDENTITY, CompareError, Run, natural_key
+
 NOT_SCORES = {"seed", "num_classes"}  # numbers in metrics.json that are settings, not scores
-STATUS_ORDER = ("completed", "failed", "running", "unfinished")
-TEXT_PRIORITY = {"run": 0, "status": 0, "model": 1, "encoder": 1, "n": 1, "data": 2,
-                 "n_failed": 2, "n_unfinished": 2, "error": 3, "reproduces": 4, "runs": 5}
-COUNT_HEADERS = {"n_failed": "failed", "n_unfinished": "unfinished"}  # shown empty when 0
-CSV_ONLY = {"run_dir"}
-
-
-class CompareError(Exception):
-    """A bad path, run folder or key, said in one line; `code` is the exit status."""
-
-    def __init__(self, message: str, code: int = 1):
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True)
@@ -94,159 +77,6 @@ def duration(seconds: float) -> str:
     if minutes < 60:
         return f"{minutes}m{round(seconds) % 60:02d}s"
     return f"{minutes // 60}h{minutes % 60:02d}m"
-
-
-def natural_key(text: str) -> list:
-    """Sort key that orders the numbers inside a text by value: `2` before `10`."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
-
-
-@dataclass
-class Run:
-    """What one run folder says: status, model/encoder/data, overrides and metrics.json."""
-
-    folder: Path
-    label: str
-    status: str
-    identity: dict
-    overrides: dict[str, str]
-    metrics: dict
-
-
-@dataclass
-class Sources:
-    """The run folders found from the command line, and where the files go by default."""
-
-    run_dirs: list[Path]
-    out_dir: Path
-
-
-def is_run_dir(folder: Path) -> bool:
-    return (folder / "metrics.json").is_file() or (folder / ".hydra" / "config.yaml").is_file()
-
-
-def run_dirs_below(folder: Path) -> list[Path]:
-    """Run folders at or below `folder`, never looking inside a run folder or a hidden one."""
-    found = []
-    for parent, children, _ in os.walk(folder):
-        if is_run_dir(Path(parent)):
-            found.append(Path(parent))
-            children.clear()
-        else:
-            children[:] = [name for name in children if not name.startswith(".")]
-    return found
-
-
-def _folders(argument: str) -> tuple[list[Path], bool]:
-    """The folders an argument names (a metrics.json names its folder), and whether it was
-    a glob."""
-    path = Path(argument).expanduser()
-    is_glob = not path.exists() and re.search(r"[*?[]", argument) is not None
-    if not path.exists() and not is_glob:
-        raise CompareError(f"no such folder: {argument}", code=2)
-    matches = sorted(glob.glob(str(path)), key=natural_key) if is_glob else [str(path)]
-    folders = [Path(match).parent if Path(match).name == "metrics.json" else Path(match)
-               for match in matches]
-    folders = [folder.resolve() for folder in folders if folder.is_dir()]
-    if not folders:
-        raise CompareError(f"no folder matches {argument!r}" if is_glob
-                           else f"not a folder: {argument}", code=2)
-    return folders, is_glob
-
-
-def find_runs(arguments: Sequence[str]) -> Sources:
-    """Every run folder below the arguments (folders or globs), once each, in natural order."""
-    run_dirs: dict[Path, None] = {}
-    out_dir = None
-    for argument in arguments:
-        folders, is_glob = _folders(argument)
-        found = [run_dir for folder in folders for run_dir in run_dirs_below(folder)]
-        if not found:
-            raise CompareError(f"no run folders (metrics.json or .hydra/config.yaml) below "
-                               f"{argument}", code=2)
-        run_dirs.update(dict.fromkeys(found))
-        if out_dir is None:
-            out_dir = Path(os.path.commonpath([folder.parent for folder in folders])) \
-                if is_glob else folders[0]
-    return Sources(list(run_dirs), out_dir)
-
-
-def run_labels(run_dirs: Sequence[Path]) -> dict[Path, str]:
-    """Each run folder's path relative to the common parent of all of them."""
-    common = Path(os.path.commonpath(run_dirs))
-    if common in run_dirs:
-        common = common.parent
-    return {run_dir: run_dir.relative_to(common).as_posix() for run_dir in run_dirs}
-
-
-def load_run_metrics(path: Path) -> dict | None:
-    """A run's metrics.json, None when there is none; a foreign one is an error."""
-    if not path.is_file():
-        return None
-    try:
-        metrics = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise CompareError(f"{path}: not readable JSON ({error})") from None
-    if not isinstance(metrics, dict) or "status" not in metrics:
-        raise CompareError(f"{path}: not a seglab metrics.json (expected an object with a "
-                           "'status' key)")
-    return metrics
-
-
-def read_yaml(path: Path):
-    """A YAML file's contents, None when it does not exist."""
-    if not path.is_file():
-        return None
-    try:
-        return yaml.safe_load(path.read_text())
-    except (OSError, ValueError, yaml.YAMLError) as error:
-        raise CompareError(f"{path}: not readable YAML ({type(error).__name__})") from None
-
-
-def read_overrides(run_dir: Path) -> dict[str, str]:
-    """The job's command-line overrides as key → value (`+`/`~` prefixes and hydra.* dropped)."""
-    path = run_dir / ".hydra" / "overrides.yaml"
-    items = read_yaml(path) or []
-    if not isinstance(items, list):
-        raise CompareError(f"{path}: expected a YAML list of overrides like ['seed=1']")
-    overrides = {}
-    for item in map(str, items):
-        key, _, value = item.partition("=")
-        key = key.lstrip("+~")
-        if not key.startswith("hydra."):
-            overrides[key] = value
-    return overrides
-
-
-def read_run(run_dir: Path, label: str) -> Run:
-    """One run folder; model, encoder and data come from the saved config when metrics.json
-    lacks them (a failed or unfinished run)."""
-    metrics = load_run_metrics(run_dir / "metrics.json")
-    identity = {key: (metrics or {}).get(key) for key in IDENTITY}
-    if None in identity.values():
-        config = read_yaml(run_dir / ".hydra" / "config.yaml")
-        config = config if isinstance(config, dict) else {}
-        for key in IDENTITY:
-            group = config.get(key)
-            if identity[key] is None and isinstance(group, dict):
-                identity[key] = group.get("name")
-    status = str(metrics["status"]) if metrics else "unfinished"
-    return Run(run_dir, label, status, identity, read_overrides(run_dir), metrics or {})
-
-
-def read_runs(sources: Sources) -> list[Run]:
-    """Every found run folder, read, in natural order of its label."""
-    labels = run_labels(sources.run_dirs)
-    runs = [read_run(run_dir, label) for run_dir, label in labels.items()]
-    return sorted(runs, key=lambda run: natural_key(run.label))
-
-
-def status_summary(runs: Sequence[Run]) -> str:
-    """`7 runs: 5 completed, 1 failed, 1 running`."""
-    counts = Counter(run.status for run in runs)
-    order = [*STATUS_ORDER, *sorted(set(counts) - set(STATUS_ORDER))]
-    parts = ", ".join(f"{counts[status]} {status}" for status in order if counts[status])
-    return f"{len(runs)} run{'s' * (len(runs) != 1)}: {parts}"
 
 
 def differing_overrides(runs: Sequence[Run]) -> list[str]:
@@ -486,80 +316,3 @@ def build_comparison(runs: Sequence[Run], metric: str | None = None,
     comparison = Comparison(frame, metrics, headline, group_keys)
     sort_comparison(comparison, sort)
     return comparison
-
-
-@dataclass
-class Column:
-    """One column as Markdown and the terminal show it."""
-
-    name: str
-    header: str
-    cells: list[str]
-    best: list[bool]
-    numeric: bool
-    priority: int  # terminal: the highest priorities are dropped first when too wide
-
-
-def best_rows(values: pd.Series, better: str | None) -> list[bool]:
-    """Which rows hold the best value, when the column has at least two distinct values."""
-    present = values.dropna()
-    if better is None or present.nunique() < 2:
-        return [False] * len(values)
-    return values.eq(present.max() if better == "max" else present.min()).tolist()
-
-
-def score_column(comparison: Comparison, metric: Metric) -> Column:
-    """A score, or `mean ± std` per group (no ± for a single run or a std of 0)."""
-    values = comparison.numbers(metric.column)
-    cells = [metric.show(value) for value in values]
-    spread = comparison.spread(metric.column)
-    if spread is not None:
-        cells = [cell + (f" ± {metric.show(std)}" if pd.notna(std) and std != 0 else "")
-                 for cell, std in zip(cells, spread, strict=True)]
-    priority = 0 if metric == comparison.headline else metric.priority
-    return Column(metric.column, metric.header, cells, best_rows(values, metric.better), True,
-                  priority)
-
-
-def text_column(name: str, values: pd.Series) -> Column:
-    """A label or count column (a failed/unfinished count of 0 is shown empty)."""
-    cells = ["" if pd.isna(value) or (name in COUNT_HEADERS and value == 0) else str(value)
-             for value in values]
-    return Column(name, COUNT_HEADERS.get(name, name), cells, [False] * len(cells),
-                  pd.api.types.is_numeric_dtype(values), TEXT_PRIORITY.get(name, 1))
-
-
-def display_columns(comparison: Comparison) -> list[Column]:
-    """What Markdown and the terminal show: the CSV's columns, scores formatted, run_dir and
-    columns empty in every row left out (the headline metric always stays)."""
-    metrics = {metric.column: metric for metric in comparison.metrics}
-    columns = []
-    for name in comparison.frame.columns:
-        base = name.removesuffix("_mean") if comparison.grouped else name
-        if base in metrics:
-            columns.append(score_column(comparison, metrics[base]))
-        elif name not in CSV_ONLY and not (comparison.grouped and name.endswith("_std")):
-            columns.append(text_column(name, comparison.frame[name]))
-    return [column for column in columns
-            if column.name == comparison.headline.column or any(column.cells)]
-
-
-def markdown_table(columns: Sequence[Column]) -> str:
-    """A Markdown table with the best value of each score in bold."""
-    rows = [[(f"**{cell}**" if best else cell).replace("|", r"\|")
-             for cell, best in zip(column.cells, column.best, strict=True)]
-            for column in columns]
-    frame = pd.DataFrame(list(zip(*rows, strict=True)), columns=[c.header for c in columns])
-    return frame.to_markdown(index=False, disable_numparse=True,
-                             colalign=["right" if c.numeric else "left" for c in columns])
-
-
-def markdown_report(comparison: Comparison, summary: str) -> str:
-    """comparison.md: what was compared, how to read it, and the table."""
-    lines = ["# Run comparison", "", f"{summary}. Sorted by {comparison.sorted_by}.", "",
-             "**Bold**: the best in its column (highest mIoU, accuracy, IoU and Dice; lowest "
-             "loss, parameters, GFLOPs and train time)."]
-    if comparison.grouped:
-        lines += ["", "Grouped: `mean ± std` over the completed runs of each group (sample std; "
-                  "none for a single run), `n` completed runs."]
-    return "\n".join([*lines, "", markdown_table(display_columns(comparison)), ""])

@@ -16,18 +16,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from seglab.compare import (
-    Column,
-    CompareError,
-    build_comparison,
-    display_columns,
-    find_runs,
-    markdown_report,
-    markdown_table,
-    read_runs,
-    status_summary,
-)
+from seglab.compare import build_comparison
 from seglab.compare_chart import render_chart
+from seglab.compare_report import Column, display_columns, markdown_report, markdown_table
+from seglab.run_folders import CompareError, find_runs, read_runs, status_summary
 
 STATUS_STYLES = {"failed": "red", "running": "yellow", "unfinished": "yellow"}
 
