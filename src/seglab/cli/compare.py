@@ -21,6 +21,7 @@ from seglab.compare_chart import render_chart
 from seglab.compare_report import Column, display_columns, markdown_report, markdown_table
 from seglab.run_folders import CompareError, find_runs, read_runs, status_summary
 
+MAX_WIDTH = 100  # the terminal view fits 100 columns, or the terminal if it is narrower
 STATUS_STYLES = {"failed": "red", "running": "yellow", "unfinished": "yellow"}
 
 
@@ -66,8 +67,8 @@ def _rich_table(columns: Sequence[Column]) -> Table:
 
 
 def fitted_table(console: Console, columns: Sequence[Column]) -> tuple[Table, list[str]]:
-    """A rich table as wide as the console at most: the least important columns, widest
-    first, are dropped (the files keep them); returns it with the dropped headers."""
+    """A rich table no wider than the console: the least important columns, widest first,
+    are dropped (the files keep them); returns it with the dropped headers."""
     shown, dropped = list(columns), []
     unlimited = console.options.update_width(100_000)
     table = _rich_table(shown)
@@ -99,6 +100,7 @@ def dropped_note(dropped: Sequence[str], width: int) -> str:
 def print_table(columns: Sequence[Column], summary: str) -> None:
     """A fitted rich table on a terminal; plain Markdown lines in a pipe or file."""
     console = Console()
+    console.width = min(console.width, MAX_WIDTH)
     if not console.is_terminal:
         print(summary)
         print(markdown_table(columns))
