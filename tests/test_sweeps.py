@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -86,19 +87,48 @@ def test_summary_counts_and_lists_jobs(tmp_path):
 
 
 @pytest.mark.slow
-def test_one_failing_job_does_not_stop_the_sweep(tmp_path):
+def test_a_sweep_with_a_failing_job_finishes_and_compares(tmp_path):
     sweep = tmp_path / "sweep"
-    # the middle job asks for a pair the registry refuses: a bad pair inside a grid
-    result = run_cli(["seglab-train", "-m", *DEBUG[:-2], "trainer=debug", "logger=none",
-                      "model=unet,fcn8s,pspnet", "encoder=mobilenet_v2",
+    # fcn8s asks for a pair the registry refuses: a bad pair inside a grid
+    result = run_cli(["seglab-train", "-m", *DEBUG, "model=unet,fcn8s,pspnet", "seed=0,1",
                       f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
     assert result.returncode == 1, result.stderr[-2000:]
-    assert [_metrics(sweep, job)["status"] for job in range(3)] == \
-        ["completed", "failed", "completed"]
-    assert "does not support encoder 'mobilenet_v2'" in _metrics(sweep, 1)["error"]
-    assert "sweep: 3 jobs, 2 completed, 1 failed, 0 unfinished" in result.stdout
-    assert "failed: job 1: model 'fcn8s' does not support encoder" in result.stderr
+    models = ["unet", "unet", "fcn8s", "fcn8s", "pspnet", "pspnet"]
+    statuses = [_metrics(sweep, job)["status"] for job in range(6)]
+    assert statuses == ["failed" if model == "fcn8s" else "completed" for model in models]
+    assert "does not support encoder 'mobilenet_v2'" in _metrics(sweep, 2)["error"]
+    assert "sweep: 6 jobs, 4 completed, 2 failed, 0 unfinished" in result.stdout
+    assert "failed: job 2: model 'fcn8s' does not support encoder" in result.stderr
     assert "Traceback" not in result.stderr
+
+    table = run_cli(["seglab-compare", str(sweep)], cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    rows = pd.read_csv(sweep / "comparison.csv", dtype={"run": str})
+    assert sorted(rows["run"]) == ["0", "1", "2", "3", "4", "5"]
+    assert "seed" in rows.columns and "optimizer" not in rows.columns  # only what differs
+    completed = rows[rows["status"] == "completed"]
+    best = completed["val_mIoU_best"].max()
+    assert rows["val_mIoU_best"].iloc[0] == best  # best first, failed rows last
+    assert rows["status"].tolist()[-2:] == ["failed", "failed"]
+    assert rows["error"].iloc[-1].startswith("model 'fcn8s' does not support encoder")
+    for run in completed.itertuples():  # the CSV holds each run's metrics.json values
+        saved = _metrics(sweep, int(run.run))
+        assert (run.model, run.seed) == (saved["model"], saved["seed"])
+        assert run.test_mIoU == pytest.approx(saved["test/mIoU"])
+    markdown = (sweep / "comparison.md").read_text()
+    assert f"**{best:.4f}**" in markdown
+    assert (sweep / "comparison.png").stat().st_size > 10_000
+
+    grouped = run_cli(["seglab-compare", str(sweep), "--group-by", "seed",
+                       "--out", str(tmp_path / "grouped")], cwd=tmp_path)
+    assert grouped.returncode == 0, grouped.stderr
+    groups = pd.read_csv(tmp_path / "grouped" / "comparison.csv").set_index("model")
+    for model in ("unet", "pspnet"):
+        scores = completed[completed["model"] == model]["test_mIoU"]
+        assert groups.loc[model, "n"] == 2
+        assert groups.loc[model, "test_mIoU_mean"] == pytest.approx(scores.mean())
+        assert groups.loc[model, "test_mIoU_std"] == pytest.approx(scores.std(ddof=1))
+    assert (groups.loc["fcn8s", "n"], groups.loc["fcn8s", "n_failed"]) == (0, 2)
 
 
 def _start_sweep(args: list[str], cwd: Path) -> subprocess.Popen:

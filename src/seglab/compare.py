@@ -59,10 +59,10 @@ class Metric:
 
 
 STANDARD_METRICS = (
-    Metric("params_M", "params (M)", ("params",), "min", scale=1e-6, digits=2),
+    Metric("params_M", "params (M)", ("params",), "min", scale=1e-6, digits=2, priority=2),
     Metric("gflops", "GFLOPs", ("gflops",), "min", digits=2),
     Metric("epochs", "epochs", ("epochs",), None, digits=None, priority=4),
-    Metric("train_seconds", "train time", ("train_seconds",), "min", seconds=True),
+    Metric("train_seconds", "train time", ("train_seconds",), "min", seconds=True, priority=2),
     Metric("val_mIoU_best", "best val mIoU", ("val/mIoU_best",), priority=2),
     Metric("test_mIoU", "test mIoU", ("test/mIoU",), priority=2),
     Metric("test_pixel_acc", "test acc", ("test/pixel_acc",)),

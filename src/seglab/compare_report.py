@@ -53,8 +53,10 @@ def text_column(name: str, values: pd.Series) -> Column:
     """A label or count column (a failed/unfinished count of 0 is shown empty)."""
     cells = ["" if pd.isna(value) or (name in COUNT_HEADERS and value == 0) else str(value)
              for value in values]
+    same_everywhere = len(cells) > 1 and len(set(cells)) == 1  # first to go from the terminal
     return Column(name, COUNT_HEADERS.get(name, name), cells, [False] * len(cells),
-                  pd.api.types.is_numeric_dtype(values), TEXT_PRIORITY.get(name, 1))
+                  pd.api.types.is_numeric_dtype(values),
+                  6 if same_everywhere else TEXT_PRIORITY.get(name, 1))
 
 
 def display_columns(comparison: Comparison) -> list[Column]:

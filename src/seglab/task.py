@@ -3,6 +3,7 @@ and turning a user's mistake into one clear line and a failed metrics.json."""
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
@@ -67,6 +68,18 @@ def running_header(cfg: DictConfig, output_dir: Path) -> dict:
             "run_dir": str(output_dir)}
 
 
+def lightning_logs_to_the_run_log() -> None:
+    """Lightning keeps its messages to its own console handler when it is imported before
+    logging is set up; once Hydra has set up the run's handlers (console and <run>/train.log),
+    hand them over."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        lightning = logging.getLogger(name)
+        if logging.getLogger().handlers and not lightning.propagate:
+            for handler in list(lightning.handlers):
+                lightning.removeHandler(handler)
+            lightning.propagate = True
+
+
 def start_run(cfg: DictConfig) -> Path:
     """Check the folder and the config, save the config, mark the run as running, seed
     everything: the run folder."""
@@ -76,6 +89,7 @@ def start_run(cfg: DictConfig) -> Path:
     check_config(cfg)
     save_run_config(cfg, output_dir)
     write_metrics_json(output_dir / "metrics.json", running_header(cfg, output_dir))
+    lightning_logs_to_the_run_log()
     seed_everything(cfg.seed, workers=True)
     return output_dir
 

@@ -87,8 +87,8 @@ def fitted_table(console: Console, columns: Sequence[Column]) -> tuple[Table, li
 def dropped_note(dropped: Sequence[str], width: int) -> str:
     """One line, at most `width` long, naming the columns left out of the terminal view."""
     ious = [header for header in dropped if header.startswith("IoU ")]
-    names = [header for header in dropped if header not in ious]
-    names += [f"{len(ious)} per-class IoU"] if len(ious) > 1 else ious
+    names = ([f"{len(ious)} per-class IoU"] if len(ious) > 1 else ious) + \
+        [header for header in dropped if header not in ious]
     for count in range(len(names), 0, -1):
         more = f", {len(names) - count} more" if count < len(names) else ""
         note = f"not shown (see comparison.md): {', '.join(names[:count])}{more}"
