@@ -81,14 +81,14 @@ def lightning_logs_to_the_run_log() -> None:
 
 
 def start_run(cfg: DictConfig) -> Path:
-    """Check the folder and the config, save the config, mark the run as running, seed
+    """Check the folder, save the config, mark the run as running, check the config, seed
     everything: the run folder."""
     output_dir = Path(cfg.paths.output_dir)
     guard_run_folder(output_dir, rerun_unfinished=_skip_completed(cfg))
     select_sole_encoder(cfg, job_overrides())
-    check_config(cfg)
-    save_run_config(cfg, output_dir)
+    save_run_config(cfg, output_dir)  # saved first: a run refused by the checks keeps it too
     write_metrics_json(output_dir / "metrics.json", running_header(cfg, output_dir))
+    check_config(cfg)
     lightning_logs_to_the_run_log()
     seed_everything(cfg.seed, workers=True)
     return output_dir
