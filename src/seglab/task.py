@@ -47,15 +47,20 @@ def guard_run_folder(output_dir: Path, rerun_unfinished: bool = False) -> None:
     checkpoints.rename(kept)
 
 
+def run_overrides(cfg: DictConfig) -> list[str]:
+    """This run's overrides: the command line's, or for a reproduction the source run's
+    followed by its own."""
+    reproduced = OmegaConf.select(cfg, "reproduces.overrides", default=None)
+    return job_overrides() if reproduced is None else list(reproduced)
+
+
 def save_run_config(cfg: DictConfig, output_dir: Path) -> None:
     """`.hydra/config.yaml` (resolved) and `.hydra/overrides.yaml` of this run."""
     folder = output_dir / ".hydra"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    # a reproduction keeps the source run's overrides, followed by its own
-    reproduced = OmegaConf.select(cfg, "reproduces.overrides", default=None)
-    overrides = job_overrides() if reproduced is None else list(reproduced)
-    (folder / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(overrides)))
+    (folder / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(
+        run_overrides(cfg))))
 
 
 def running_header(cfg: DictConfig, output_dir: Path) -> dict:
@@ -64,7 +69,7 @@ def running_header(cfg: DictConfig, output_dir: Path) -> dict:
     return {"status": "running", "model": OmegaConf.select(cfg, "model.name"),
             "encoder": OmegaConf.select(cfg, "encoder.name"),
             "data": OmegaConf.select(cfg, "data.name"), "seed": OmegaConf.select(cfg, "seed"),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "overrides": job_overrides(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "overrides": run_overrides(cfg),
             "run_dir": str(output_dir)}
 
 
