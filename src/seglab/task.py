@@ -123,24 +123,26 @@ def _finish_wandb(failed: bool) -> None:
         sys.modules["wandb"].finish(exit_code=1 if failed else 0)
 
 
-def _record_failure(error: Exception, output_dir: Path) -> str:
-    """Mark the run failed in metrics.json (keeping what it said while running); the one-line
+def _record_failure(error: Exception, record: Path) -> str:
+    """Mark the run failed in its record (keeping what it said while running); the one-line
     message, pointing at a saved traceback when the error is not a user's mistake."""
     message = one_line(error)
+    output_dir = record.parent
     if not isinstance(error, USER_ERRORS):
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "traceback.txt").write_text(traceback.format_exc())
         message = f"{message} (traceback: {output_dir / 'traceback.txt'})"
-    header = read_metrics(output_dir / "metrics.json") or {}
-    write_metrics_json(output_dir / "metrics.json",
-                       {**header, "status": "failed", "error": message})
+    header = read_metrics(record) or {}
+    write_metrics_json(record, {**header, "status": "failed", "error": message})
     return message
 
 
-def run_task(task: Callable[[DictConfig], tuple[dict, dict]], cfg: DictConfig) -> float | None:
+def run_task(task: Callable[[DictConfig], tuple[dict, dict]], cfg: DictConfig,
+             record: str = "metrics.json") -> float | None:
     """Run `task(cfg)` and return the metric named by `optimized_metric`, if any.
 
-    Any error leaves a `metrics.json` with status "failed" and a one-line "error" (unless the
+    Any error leaves the run's `record` (metrics.json; predictions.json for seglab-predict)
+    with status "failed" and a one-line "error" (unless the
     folder already held a completed one). Alone, a user error (bad config value, missing file,
     bad checkpoint) prints that line and exits 1; other errors show their traceback. Inside a
     multirun every error prints the line and returns NaN, so the sweep goes on and a sweeper
@@ -150,7 +152,7 @@ def run_task(task: Callable[[DictConfig], tuple[dict, dict]], cfg: DictConfig) -
     """
     output_dir = Path(cfg.paths.output_dir)
     metric_name = cfg.get("optimized_metric")
-    saved = read_metrics(output_dir / "metrics.json")
+    saved = read_metrics(output_dir / record)
     if _skip_completed(cfg) and saved and saved.get("status") == "completed":
         print(f"skipped: {output_dir} already completed (sweep.skip_completed=true)")
         return saved.get(metric_name) if metric_name else None
@@ -159,7 +161,7 @@ def run_task(task: Callable[[DictConfig], tuple[dict, dict]], cfg: DictConfig) -
         metrics, _ = task(cfg)
         failed = False
     except Exception as error:
-        message = _record_failure(error, output_dir)
+        message = _record_failure(error, output_dir / record)
         multirun = _in_multirun()
         if os.environ.get("HYDRA_FULL_ERROR") == "1" or \
                 (not multirun and not isinstance(error, USER_ERRORS)):

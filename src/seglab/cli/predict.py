@@ -1,0 +1,26 @@
+"""seglab-predict: point a trained, exported or published model at pictures and videos."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from seglab.config import config_dir
+from seglab.prediction import RECORD, predict
+from seglab.task import exit_on_unknown_choice, run_task
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="predict")
+def hydra_main(cfg: DictConfig) -> None:
+    if run_task(predict, cfg, record=RECORD):
+        raise SystemExit(1)  # some pictures failed; each is listed with its reason
+
+
+def main() -> None:
+    """The `seglab-predict` console script."""
+    exit_on_unknown_choice()
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()

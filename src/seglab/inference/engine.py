@@ -1,0 +1,135 @@
+"""Logits for whole pictures: the network on the whole image, or on overlapping tiles
+(sliding window), optionally averaged over flips and scales (test-time augmentation)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+Net = Callable[[Tensor], Tensor]
+WINDOWS = ("flat", "hann")
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How logits are computed: `mode` whole or slide (tiles of `tile` [h, w] overlapping by
+    the fraction `overlap`, weighted by a `window`); `flip` and `scales` for test-time
+    augmentation; `batch_size` tiles run at once."""
+
+    mode: str = "whole"
+    tile: tuple[int, int] = (512, 512)
+    overlap: float = 0.25
+    window: str = "flat"
+    flip: bool = False
+    scales: tuple[float, ...] = (1.0,)
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("whole", "slide"):
+            raise ValueError(f"predict.mode must be whole or slide, got {self.mode!r}")
+        if len(self.tile) != 2 or min(self.tile) < 1:
+            raise ValueError(f"predict.tile must be [height, width] in pixels, got {self.tile}")
+        if not 0 <= self.overlap < 1:
+            raise ValueError(f"predict.overlap must be in [0, 1), got {self.overlap}")
+        if self.window not in WINDOWS:
+            raise ValueError(f"predict.window must be one of {WINDOWS}, got {self.window!r}")
+        if not self.scales or min(self.scales) <= 0:
+            raise ValueError(f"predict.scales must be positive factors, got {self.scales}")
+
+
+def tile_starts(length: int, tile: int, stride: int) -> list[int]:
+    """Start offsets of tiles along one side: every `stride`, the last one flush with the end
+    (one tile at 0 when the side fits in a tile)."""
+    if length <= tile:
+        return [0]
+    count = math.ceil((length - tile) / stride) + 1
+    return sorted({min(index * stride, length - tile) for index in range(count)})
+
+
+def tile_window(height: int, width: int, kind: str, device: torch.device) -> Tensor:
+    """Per-pixel weight of a tile's logits: flat, or a Hann window (never quite zero, so
+    border pixels covered by one tile keep their prediction)."""
+    if kind == "flat":
+        return torch.ones(height, width, device=device)
+    rows = torch.hann_window(height + 2, periodic=False, device=device)[1:-1]
+    cols = torch.hann_window(width + 2, periodic=False, device=device)[1:-1]
+    return torch.outer(rows, cols).clamp(min=1e-3)
+
+
+def slide_logits(net: Net, images: Tensor, options: InferenceOptions) -> Tensor:
+    """Logits of images larger than a tile: overlapping tiles run in batches, their logits
+    weighted by the window and averaged where they overlap."""
+    batch, _, height, width = images.shape
+    tile_h, tile_w = min(options.tile[0], height), min(options.tile[1], width)
+    stride_h = max(1, round(tile_h * (1 - options.overlap)))
+    stride_w = max(1, round(tile_w * (1 - options.overlap)))
+    boxes = [(top, left) for top in tile_starts(height, tile_h, stride_h)
+             for left in tile_starts(width, tile_w, stride_w)]
+    weight = tile_window(tile_h, tile_w, options.window, images.device)
+    total = count = None
+    for image_index in range(batch):
+        for start in range(0, len(boxes), options.batch_size):
+            chunk = boxes[start:start + options.batch_size]
+            tiles = torch.stack([images[image_index, :, top:top + tile_h, left:left + tile_w]
+                                 for top, left in chunk])
+            logits = net(tiles).float()
+            if total is None:
+                total = logits.new_zeros(batch, logits.shape[1], height, width)
+                count = logits.new_zeros(batch, 1, height, width)
+            for (top, left), tile_logits in zip(chunk, logits, strict=True):
+                total[image_index, :, top:top + tile_h, left:left + tile_w] += tile_logits * weight
+                count[image_index, :, top:top + tile_h, left:left + tile_w] += weight
+    return total / count
+
+
+def forward_logits(net: Net, images: Tensor, options: InferenceOptions) -> Tensor:
+    """Logits at the images' size, by the chosen mode, without augmentation."""
+    if options.mode == "slide":
+        return slide_logits(net, images, options)
+    return net(images).float()
+
+
+def scaled(images: Tensor, scale: float) -> Tensor:
+    if scale == 1.0:
+        return images
+    size = [max(1, round(side * scale)) for side in images.shape[-2:]]
+    return F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+
+
+@torch.no_grad()
+def predict_logits(net: Net, images: Tensor, options: InferenceOptions) -> Tensor:
+    """Logits [N, C, H, W] of normalised images [N, 3, H, W], averaged over every scale in
+    `options.scales` and, with `options.flip`, over the horizontally flipped images."""
+    height, width = images.shape[-2:]
+    total, views = None, 0
+    for scale in options.scales:
+        resized = scaled(images, scale)
+        for flipped in (False, True) if options.flip else (False,):
+            view = resized.flip(-1) if flipped else resized
+            logits = forward_logits(net, view, options)
+            if flipped:
+                logits = logits.flip(-1)
+            if logits.shape[-2:] != (height, width):
+                logits = F.interpolate(logits, size=(height, width), mode="bilinear",
+                                       align_corners=False)
+            total = logits if total is None else total + logits
+            views += 1
+    return total / views if views > 1 else total
+
+
+def options_from_config(predict: dict, input_size: Sequence[int]) -> InferenceOptions:
+    """InferenceOptions from the `predict` config section; the tile defaults to the size the
+    model was trained at, and `tta: false` turns flips and scales off."""
+    tta = bool(predict.get("tta", False))
+    tile = predict.get("tile") or input_size
+    return InferenceOptions(
+        mode=predict.get("mode", "whole"), tile=tuple(int(side) for side in tile),
+        overlap=float(predict.get("overlap", 0.25)), window=predict.get("window", "flat"),
+        flip=tta and bool(predict.get("flip", True)),
+        scales=tuple(float(s) for s in predict.get("scales", (1.0,))) if tta else (1.0,),
+        batch_size=int(predict.get("batch_size", 8)))

@@ -1,0 +1,101 @@
+"""What a prediction leaves on disk: palette masks, colour overlays, side-by-side views,
+class shares, and pseudo-label datasets in the `folder` layout."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from seglab.inference.card import ModelCard
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, palette: np.ndarray, alpha: float) -> np.ndarray:
+    """The picture with each pixel's class colour blended in at opacity `alpha`."""
+    colours = palette[np.clip(mask, 0, len(palette) - 1)].astype(np.float32)
+    blended = (1 - alpha) * image.astype(np.float32) + alpha * colours
+    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+
+
+def palette_mask(mask: np.ndarray, palette: np.ndarray) -> Image.Image:
+    """A class-index mask as a palette PNG image: the pixel values are the class indices, the
+    palette shows them in the classes' colours."""
+    if len(palette) > 256:
+        return Image.fromarray(mask.astype(np.uint16))
+    image = Image.fromarray(mask.astype(np.uint8), mode="P")
+    flat = np.zeros((256, 3), dtype=np.uint8)
+    flat[:len(palette)] = palette
+    image.putpalette(flat.flatten().tolist())
+    return image
+
+
+def class_shares(mask: np.ndarray, num_classes: int) -> np.ndarray:
+    """The share of the picture's pixels given to each class."""
+    counts = np.bincount(mask.ravel(), minlength=num_classes)[:num_classes]
+    return counts / max(mask.size, 1)
+
+
+def unique_names(relatives: Sequence[Path]) -> list[Path]:
+    """Output names (without suffix) for the inputs' relative paths; two inputs that differ
+    only by suffix (a.jpg, a.png) keep their suffix in the name so neither is overwritten."""
+    stems = [relative.with_suffix("") for relative in relatives]
+    seen: dict[Path, int] = {}
+    for stem in stems:
+        seen[stem] = seen.get(stem, 0) + 1
+    return [stem.with_name(f"{stem.name}_{relative.suffix.lstrip('.').lower()}")
+            if seen[stem] > 1 else stem for stem, relative in zip(stems, relatives, strict=True)]
+
+
+class PictureWriter:
+    """Writes each prediction under `output_dir`: masks/<name>.png (palette PNG at the
+    input's size), overlays/<name>.jpg, with `side_by_side` side_by_side/<name>.jpg, and one
+    row of class shares per picture in class_shares.csv. With `dataset`, also the pseudo-label
+    dataset dataset/{images,masks}/ in the `folder` layout."""
+
+    def __init__(self, output_dir: Path, card: ModelCard, alpha: float = 0.5,
+                 side_by_side: bool = False, dataset: bool = False) -> None:
+        self.output_dir = output_dir
+        self.card = card
+        self.palette = np.asarray(card.palette, dtype=np.uint8)
+        self.alpha = alpha
+        self.side_by_side = side_by_side
+        self.dataset = dataset
+        output_dir.mkdir(parents=True, exist_ok=True)
+        self._shares = open(output_dir / "class_shares.csv", "w", newline="")  # noqa: SIM115
+        self._csv = csv.writer(self._shares)
+        self._csv.writerow(["name", "height", "width", *card.class_names])
+
+    def _path(self, folder: str, name: Path, suffix: str) -> Path:
+        path = self.output_dir / folder / name.parent / f"{name.name}{suffix}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def write(self, name: Path, image: np.ndarray, mask: np.ndarray) -> None:
+        palette_mask(mask, self.palette).save(self._path("masks", name, ".png"))
+        blended = overlay(image, mask, self.palette, self.alpha)
+        Image.fromarray(blended).save(self._path("overlays", name, ".jpg"), quality=92)
+        if self.side_by_side:
+            Image.fromarray(np.concatenate([image, blended], axis=1)).save(
+                self._path("side_by_side", name, ".jpg"), quality=92)
+        if self.dataset:
+            self._write_pseudo_label(name, image, mask)
+        shares = class_shares(mask, self.card.num_classes)
+        self._csv.writerow([str(name), *mask.shape, *(f"{share:.6f}" for share in shares)])
+
+    def _write_pseudo_label(self, name: Path, image: np.ndarray, mask: np.ndarray) -> None:
+        """images/<flat>.png as read (EXIF rotation applied, so it stays aligned with its
+        mask) and masks/<flat>.png: class indices, or the class colours when the model was
+        trained on colour masks. Sub-folders are flattened into the name (a__b)."""
+        flat = "__".join(name.parts)
+        folder = self.output_dir / "dataset"
+        (folder / "images").mkdir(parents=True, exist_ok=True)
+        (folder / "masks").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / "images" / f"{flat}.png")
+        stored = self.palette[mask] if self.card.colour_masks else mask.astype(np.uint8)
+        Image.fromarray(stored).save(folder / "masks" / f"{flat}.png")
+
+    def close(self) -> None:
+        self._shares.close()
