@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from pycocotools import mask as mask_utils
 
 from seglab.viz import class_palette
 
@@ -122,3 +124,77 @@ def write_folder(root: Path, count: int = 10, colours: list | None = None,
             Image.fromarray(labels.astype(np.uint8), mode="L").save(root / "masks" / f"{stem}.png")
         expected[stem] = labels
     return expected
+
+
+COCO_SIZE = (20, 24)  # height, width of every COCO fixture image
+# sorted ids 1, 3, 13, 18 are classes 1..4 under categories=all; 13 is not a VOC category
+COCO_CATEGORIES = [{"id": 18, "name": "dog"}, {"id": 1, "name": "person"},
+                   {"id": 3, "name": "car"}, {"id": 13, "name": "stop sign"}]
+
+
+def _box(x0: int, y0: int, x1: int, y1: int) -> list[int]:
+    """An axis-aligned rectangle as a COCO polygon; pycocotools fills rows y0:y1, cols x0:x1."""
+    return [x0, y0, x1, y0, x1, y1, x0, y1]
+
+
+def _uncompressed_rle(mask: np.ndarray) -> dict:
+    """A 0/1 mask as COCO stores crowd regions: column-major run lengths, zeros first."""
+    flat = mask.ravel(order="F")
+    bounds = [0, *(np.flatnonzero(np.diff(flat)) + 1).tolist(), flat.size]
+    counts = np.diff(bounds).tolist()
+    return {"counts": [0, *counts] if flat[0] else counts, "size": list(mask.shape)}
+
+
+def _region(rows: slice, cols: slice) -> np.ndarray:
+    mask = np.zeros(COCO_SIZE, dtype=np.uint8)
+    mask[rows, cols] = 1
+    return mask
+
+
+def write_coco(root: Path) -> None:
+    """COCO's layout with JSON areas equal to the pixel counts. train2017: 9 (two overlapping
+    persons, a two-part dog, a stop sign over one person), 25 (an uncompressed-RLE crowd of
+    persons and a car: area 100), 30 (a stop sign only: area 12), 42 (a person of area 480,
+    its file missing), 49 (no annotations). val2017: 139 (a compressed-RLE crowd dog and a
+    4-pixel car), 285 (no annotations)."""
+
+    def polygons(*boxes):
+        return {"segmentation": [_box(*box) for box in boxes],
+                "area": sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in boxes), "iscrowd": 0}
+
+    def crowd(mask, compressed=False):
+        rle = _uncompressed_rle(mask)
+        if compressed:
+            encoded = mask_utils.encode(np.asfortranarray(mask))
+            rle = {"counts": encoded["counts"].decode("ascii"), "size": encoded["size"]}
+        return {"segmentation": rle, "area": int(mask.sum()), "iscrowd": 1}
+
+    parts = {
+        "train2017": {9: [(1, polygons((2, 2, 10, 8))), (1, polygons((8, 6, 14, 12))),
+                          (18, polygons((16, 2, 22, 6), (16, 14, 22, 18))),
+                          (13, polygons((4, 10, 12, 16)))],
+                      25: [(1, crowd(_region(slice(12, 18), slice(3, 9)))),
+                           (3, polygons((12, 2, 20, 10)))],
+                      30: [(13, polygons((0, 0, 3, 4)))], 42: [(1, polygons((0, 0, 24, 20)))],
+                      49: []},
+        "val2017": {139: [(18, crowd(_region(slice(4, 10), slice(4, 12)), compressed=True)),
+                          (3, polygons((18, 16, 20, 18)))], 285: []},
+    }
+    (root / "annotations").mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    next_id = 1
+    for part, images in parts.items():
+        (root / part).mkdir()
+        listing = {"info": {}, "licenses": [], "categories": COCO_CATEGORIES,
+                   "images": [], "annotations": []}
+        for image_id, objects in images.items():
+            name = f"{image_id:012d}.jpg"
+            listing["images"].append({"id": image_id, "file_name": name,
+                                      "height": COCO_SIZE[0], "width": COCO_SIZE[1]})
+            if image_id != 42:
+                _image(rng, COCO_SIZE).save(root / part / name)
+            for category, annotation in objects:
+                listing["annotations"].append({**annotation, "id": next_id,
+                                               "image_id": image_id, "category_id": category})
+                next_id += 1
+        (root / "annotations" / f"instances_{part}.json").write_text(json.dumps(listing))

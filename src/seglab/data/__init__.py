@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from seglab.data.bdd import bdd_dataset
+from seglab.data.coco import coco_dataset
 from seglab.data.dataset import SegmentationDataset
 from seglab.data.folder import folder_dataset
 from seglab.data.kitti_road import kitti_road_dataset
@@ -18,7 +19,7 @@ def _synthetic(root: str | None, split: str, **options) -> SegmentationDataset:
 
 
 DATASETS: dict[str, Callable[..., SegmentationDataset]] = {
-    "voc": voc_dataset, "pets": pets_dataset, "bdd": bdd_dataset,
+    "voc": voc_dataset, "coco": coco_dataset, "pets": pets_dataset, "bdd": bdd_dataset,
     "kitti_road": kitti_road_dataset, "art": folder_dataset, "folder": folder_dataset,
     "synthetic": _synthetic,
 }
