@@ -71,7 +71,10 @@ def test_eval_needs_a_checkpoint(tmp_path):
     result = run_cli(["seglab-eval", f"hydra.run.dir={tmp_path}/eval"], cwd=tmp_path)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert "ckpt_path" in result.stderr and "Missing mandatory value" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: seglab-eval needs ckpt_path=<run>/checkpoints/best.ckpt, or published weights "
+        "and a dataset, such as model=deeplabv3 encoder=resnet50 "
+        "model.weights=COCO_WITH_VOC_LABELS_V1 data=voc data.root=<folder>")
 
 
 def test_eval_refuses_missing_and_foreign_checkpoints(tmp_path):

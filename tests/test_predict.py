@@ -250,35 +250,6 @@ def test_pseudo_labels_train_with_data_folder(checkpoint, tmp_path):
     assert metrics["skipped_samples"] == 0
 
 
-def test_published_weights_predict_without_a_training_run(tmp_path, monkeypatch):
-    from torchvision.models.segmentation import (
-        LRASPP_MobileNet_V3_Large_Weights,
-        lraspp_mobilenet_v3_large,
-    )
-    published = LRASPP_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1
-    cache = tmp_path / "torch" / "hub" / "checkpoints"
-    cache.mkdir(parents=True)
-    torch.manual_seed(0)
-    state = lraspp_mobilenet_v3_large(weights=None, weights_backbone=None,
-                                      num_classes=21).state_dict()
-    torch.save(state, cache / published.url.rsplit("/", 1)[1])
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    random_image(40, 60).save(tmp_path / "painting.jpg")
-    summary, objects = predict(compose_config("predict", tmp_path / "out", [
-        *FAST, "model=lraspp", "encoder=mobilenet_v3_large",
-        "model.weights=COCO_WITH_VOC_LABELS_V1", f"input={tmp_path / 'painting.jpg'}"]))
-    card = objects["card"]
-    assert card.class_names[0] == "background" and card.class_names[15] == "person"
-    assert len(card.class_names) == 21 and card.resize == 520
-    assert card.mean == [0.485, 0.456, 0.406] and card.std == [0.229, 0.224, 0.225]
-    assert card.palette[15] == [192, 128, 128]  # VOC's colour for person
-    loaded = objects["net"].model.state_dict()
-    assert all(torch.equal(loaded[key], value) for key, value in state.items())
-    assert summary["images"] == 1
-    mask = Image.open(tmp_path / "out" / "masks" / "painting.png")
-    assert mask.size == (60, 40)
-
-
 def test_predict_needs_a_model(tmp_path):
     random_image(8, 8).save(tmp_path / "a.png")
     with pytest.raises(ConfigError, match="seglab-predict needs a model: ckpt_path="):

@@ -1,14 +1,18 @@
-"""Evaluation: test a trained run's checkpoint again, from the run's own saved config."""
+"""Evaluation: test a trained run's checkpoint again, from the run's own saved config, or
+published weights as they were published (their classes, resize and normalisation)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seglab.builders import build_datamodule, build_loggers, build_module, build_trainer
+from seglab.confusion_plots import write_confusion_outputs
 from seglab.data_problems import stop_on_data_problems
+from seglab.errors import ConfigError
+from seglab.inference.loading import published_card
 from seglab.results import run_header, stage_metrics, versions
 from seglab.run_config import load_run_config, merge_run_config
 from seglab.task import finish_run, start_run
@@ -17,11 +21,44 @@ from seglab.task import finish_run, start_run
 EVAL_OWNED = ("paths", "logger", "task_name", "ckpt_path")
 
 
+def published_eval_config(cfg: DictConfig) -> DictConfig:
+    """The eval config for published weights (`model.weights` without `ckpt_path`): the data
+    preprocessed as the weights' own transform does (shorter side resized, their mean and
+    std, one image per batch since sizes differ), after checking the classes match."""
+    card = published_card(cfg)
+    if cfg.data.num_classes != card.num_classes:
+        raise ConfigError(
+            f"model.weights={cfg.model.weights} predicts {card.num_classes} classes "
+            f"({', '.join(card.class_names[:3])}, ...) but data={cfg.data.name} has "
+            f"data.num_classes={cfg.data.num_classes}; evaluate on data=voc, or data=coco "
+            f"data.categories=voc data.num_classes={card.num_classes}")
+    with open_dict(cfg):
+        cfg.data.mean, cfg.data.std = card.mean, card.std
+        if card.resize is not None:
+            cfg.data.input_size = [card.resize, card.resize]
+            cfg.data.eval_sizing = "shorter_side"
+            cfg.data.batch_size = 1
+    return cfg
+
+
 def evaluate(cfg: DictConfig) -> tuple[dict, dict]:
-    """Test `cfg.ckpt_path` on its run's test split; writes metrics.json in the eval folder."""
-    ckpt_path = Path(cfg.ckpt_path).expanduser().resolve()
-    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    cfg = merge_run_config(load_run_config(ckpt_path), cfg, overrides, EVAL_OWNED)
+    """Test `cfg.ckpt_path` on its run's test split, or published weights named by
+    `model.weights` on the configured data's test split; writes metrics.json in the eval
+    folder."""
+    ckpt_path = None
+    if cfg.get("ckpt_path"):
+        ckpt_path = Path(cfg.ckpt_path).expanduser().resolve()
+        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+        cfg = merge_run_config(load_run_config(ckpt_path), cfg, overrides, EVAL_OWNED)
+        source = {"checkpoint": str(ckpt_path), "evaluated_run": str(ckpt_path.parent.parent)}
+    elif OmegaConf.select(cfg, "model.weights"):
+        cfg = published_eval_config(cfg)
+        source = {"weights": str(published_card(cfg).source)}
+    else:
+        raise ConfigError("seglab-eval needs ckpt_path=<run>/checkpoints/best.ckpt, or "
+                          "published weights and a dataset, such as model=deeplabv3 "
+                          "encoder=resnet50 model.weights=COCO_WITH_VOC_LABELS_V1 data=voc "
+                          "data.root=<folder>")
     output_dir = start_run(cfg)
 
     datamodule = build_datamodule(cfg)
@@ -30,13 +67,15 @@ def evaluate(cfg: DictConfig) -> tuple[dict, dict]:
         stop_on_data_problems(datamodule, class_names)
     module = build_module(cfg, class_names, datamodule)
     trainer = build_trainer(cfg, callbacks=[], loggers=build_loggers(cfg))
-    trainer.test(module, datamodule=datamodule, ckpt_path=str(ckpt_path), verbose=False)
+    trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path and str(ckpt_path),
+                 verbose=False)
+    if trainer.is_global_zero and module.test_confusion is not None:
+        write_confusion_outputs(module.test_confusion, class_names, output_dir)
 
     metrics = {
         **run_header(cfg, class_names),
         **stage_metrics(dict(trainer.callback_metrics), "test", class_names),
-        "checkpoint": str(ckpt_path),
-        "evaluated_run": str(ckpt_path.parent.parent),
+        **source,
         "run_dir": str(output_dir),
         "versions": versions(),
     }

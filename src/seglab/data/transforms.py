@@ -11,7 +11,7 @@ from albumentations.pytorch import ToTensorV2
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-EVAL_SIZING = ("resize", "pad", None)
+EVAL_SIZING = ("resize", "pad", "shorter_side", None)
 
 
 def build_transform(train: bool, input_size: Sequence[int], mean: Sequence[float] = IMAGENET_MEAN,
@@ -23,7 +23,9 @@ def build_transform(train: bool, input_size: Sequence[int], mean: Sequence[float
     zeros / `ignore_index` where the image is smaller) when `crop`, flips with probabilities
     `hflip`/`vflip`, colour jitter of strength `color_jitter`. Evaluation (and training without
     `crop`): `eval_sizing` "resize" to `input_size`, "pad" (shrink the longer side to fit, then
-    pad at the bottom/right), or None to keep the size. Then normalise and make tensors."""
+    pad at the bottom/right), "shorter_side" (scale the shorter side to the smaller of
+    `input_size`, as torchvision's published weights are evaluated), or None to keep the size.
+    Then normalise and make tensors."""
     if eval_sizing not in EVAL_SIZING:
         raise ValueError(f"data.eval_sizing must be one of {EVAL_SIZING}, got {eval_sizing!r}")
     height, width = input_size
@@ -39,6 +41,10 @@ def build_transform(train: bool, input_size: Sequence[int], mean: Sequence[float
     elif eval_sizing == "resize":
         steps.append(A.Resize(height, width, interpolation=cv2.INTER_LINEAR,
                               mask_interpolation=cv2.INTER_NEAREST))
+    elif eval_sizing == "shorter_side":
+        steps.append(A.SmallestMaxSize(max_size=min(height, width),
+                                       interpolation=cv2.INTER_LINEAR,
+                                       mask_interpolation=cv2.INTER_NEAREST))
     elif eval_sizing == "pad":
         steps += [A.LongestMaxSize(max_size=max(height, width), interpolation=cv2.INTER_LINEAR,
                                    mask_interpolation=cv2.INTER_NEAREST), pad,
