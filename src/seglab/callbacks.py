@@ -1,15 +1,20 @@
-"""Callbacks that leave per-epoch results in the run folder."""
+"""Callbacks that leave per-epoch results in the run folder or the experiment logger."""
 
 from __future__ import annotations
 
 import csv
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from lightning import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
-from seglab.viz import plot_curves
+from seglab.viz import plot_curves, predict_samples, prediction_grid
+
+PREDICTIONS_TAG = "val/predictions"
 
 log = logging.getLogger(__name__)
 
@@ -87,3 +92,57 @@ class UnfreezeEncoder(Callback):
                     values.append(group["lr"] if name == "base_lrs" else values[-1])
         log.info("epoch %d: encoder unfrozen, training at lr %g", trainer.current_epoch,
                  group["lr"])
+
+
+def wandb_payload(samples: Sequence[dict], class_names: Sequence[str], ignore_index: int,
+                  epoch: int, global_step: int) -> dict:
+    """The `experiment.log` record: each sample (from `predict_samples`) as a `wandb.Image`
+    with its prediction and ground truth as switchable mask overlays."""
+    import wandb  # only runs that log to wandb pay for the import
+
+    labels = dict(enumerate(class_names))
+    images = [wandb.Image(sample["image"], caption=sample["id"], masks={
+        "prediction": {"mask_data": sample["prediction"], "class_labels": labels},
+        "ground_truth": {"mask_data": sample["mask"],
+                         "class_labels": {**labels, ignore_index: "ignore"}},
+    }) for sample in samples]
+    return {PREDICTIONS_TAG: images, "epoch": epoch, "trainer/global_step": global_step}
+
+
+class PredictionImages(Callback):
+    """Image | ground truth | prediction of the first `count` val samples (the same ones each
+    time) to the TensorBoard and wandb loggers every `every_n_epochs`-th validation; 0: never."""
+
+    def __init__(self, every_n_epochs: int | None = 1, count: int = 4) -> None:
+        if every_n_epochs is not None and (not isinstance(every_n_epochs, int)
+                                           or every_n_epochs < 0):
+            raise ValueError(f"callbacks.prediction_images.every_n_epochs must be a "
+                             f"non-negative integer or null, got {every_n_epochs!r}")
+        if not isinstance(count, int) or count < 1:
+            raise ValueError(f"callbacks.prediction_images.count must be a positive integer, "
+                             f"got {count!r}")
+        self.every_n_epochs = every_n_epochs or 0
+        self.count = count
+        self.validations = 0
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self.every_n_epochs or trainer.sanity_checking:
+            return
+        self.validations += 1
+        loggers = [logger for logger in trainer.loggers
+                   if isinstance(logger, TensorBoardLogger | WandbLogger)]
+        if self.validations % self.every_n_epochs or not loggers or not trainer.is_global_zero:
+            return
+        datamodule = trainer.datamodule
+        samples = predict_samples(pl_module.net, datamodule.split("val"), self.count)
+        for logger in loggers:
+            if isinstance(logger, TensorBoardLogger):
+                grid = prediction_grid(samples, np.asarray(datamodule.palette, dtype=np.uint8),
+                                       datamodule.ignore_index)
+                logger.experiment.add_image(PREDICTIONS_TAG, grid,
+                                            global_step=trainer.current_epoch,
+                                            dataformats="HWC")
+            else:
+                logger.experiment.log(wandb_payload(samples, pl_module.class_names,
+                                                    datamodule.ignore_index,
+                                                    trainer.current_epoch, trainer.global_step))

@@ -23,7 +23,8 @@ class SegmentationModule(LightningModule):
 
     Logs `<stage>/loss` and, at each epoch's end, `<stage>/mIoU`, `pixel_acc`, `dice` and
     `iou_<class>`, plus `val/mIoU_best`. The matrices are torchmetrics states, so under DDP
-    they are summed over processes before any metric is derived.
+    they are summed over processes before any metric is derived; the last test's summed
+    matrix is kept as `test_confusion` (CPU int64, [true, predicted]) for the run folder.
     """
 
     def __init__(self, net: SegmentationNet, loss: nn.Module,
@@ -45,6 +46,7 @@ class SegmentationModule(LightningModule):
         })
         self.best_val_miou = -math.inf
         self.best_val_epoch: int | None = None
+        self.test_confusion: Tensor | None = None
 
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images)
@@ -83,6 +85,8 @@ class SegmentationModule(LightningModule):
     def _log_scores(self, stage: str) -> None:
         confmat = self.confmats[f"{stage}_confmat"].compute()
         self.confmats[f"{stage}_confmat"].reset()
+        if stage == "test":
+            self.test_confusion = confmat.detach().to("cpu", torch.int64, copy=True)
         scores = {f"{stage}/{key}": value
                   for key, value in segmentation_scores(confmat, self.class_names).items()}
         if stage == "val":

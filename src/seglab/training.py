@@ -13,6 +13,7 @@ from seglab.builders import (
     build_module,
     build_trainer,
 )
+from seglab.confusion_plots import write_confusion_outputs
 from seglab.data_problems import stop_on_data_problems
 from seglab.hparams import log_final_results
 from seglab.models import count_gflops, count_parameters
@@ -23,7 +24,7 @@ from seglab.viz import plot_predictions
 
 
 def train(cfg: DictConfig) -> tuple[dict, dict]:
-    """Train, test the best checkpoint, write metrics.json and plots.
+    """Train, test the best checkpoint, write metrics.json, the test confusion matrix and plots.
 
     Returns (metrics, objects): the metrics.json contents and the built datamodule, module and
     trainer, so tests and sweeps can inspect them.
@@ -47,6 +48,8 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint or None,
                  verbose=False)
     test_logged = dict(trainer.callback_metrics)
+    if trainer.is_global_zero and module.test_confusion is not None:
+        write_confusion_outputs(module.test_confusion, class_names, output_dir)
 
     metrics = {
         **run_header(cfg, class_names),
