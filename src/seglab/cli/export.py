@@ -1,0 +1,25 @@
+"""seglab-export: a trained run's network as an ONNX or TorchScript file with its model card."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from seglab.config import config_dir
+from seglab.export import export
+from seglab.task import exit_on_unknown_choice, run_task
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="export")
+def hydra_main(cfg: DictConfig) -> float | None:
+    return run_task(export, cfg)
+
+
+def main() -> None:
+    """The `seglab-export` console script."""
+    exit_on_unknown_choice()
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()
