@@ -254,3 +254,23 @@ def test_predict_needs_a_model(tmp_path):
     random_image(8, 8).save(tmp_path / "a.png")
     with pytest.raises(ConfigError, match="seglab-predict needs a model: ckpt_path="):
         predict(compose_config("predict", tmp_path / "out", [f"input={tmp_path / 'a.png'}"]))
+
+
+def test_an_exported_onnx_file_predicts_the_same_masks(checkpoint, tmp_path):
+    from seglab.export import export_net
+    from seglab.inference.loading import checkpoint_class_names, load_checkpoint_net, run_card
+    from seglab.run_config import load_run_config
+
+    run_cfg = load_run_config(checkpoint)
+    card = run_card(run_cfg, checkpoint_class_names(checkpoint), str(checkpoint))
+    export_net(load_checkpoint_net(run_cfg, checkpoint), card, tmp_path / "model.onnx", "onnx",
+               [32, 32], dynamic=True)
+    sizes = write_mixed_folder(tmp_path / "pictures")
+    pictures = f"input={tmp_path / 'pictures'}"
+    _, from_checkpoint = run_predict(tmp_path, "torch", [f"ckpt_path={checkpoint}", pictures])
+    summary, from_onnx = run_predict(tmp_path, "onnx", [f"onnx_path={tmp_path / 'model.onnx'}",
+                                                        pictures])
+    assert summary["images"] == 6 and summary["source"] == str(checkpoint)
+    for name in sizes:
+        assert np.array_equal(np.asarray(Image.open(from_onnx / "masks" / f"{name}.png")),
+                              np.asarray(Image.open(from_checkpoint / "masks" / f"{name}.png")))
