@@ -274,3 +274,42 @@ def test_an_exported_onnx_file_predicts_the_same_masks(checkpoint, tmp_path):
     for name in sizes:
         assert np.array_equal(np.asarray(Image.open(from_onnx / "masks" / f"{name}.png")),
                               np.asarray(Image.open(from_checkpoint / "masks" / f"{name}.png")))
+
+
+def test_output_names_never_clash():
+    from seglab.inference.outputs import unique_names
+    names = unique_names([Path("a.jpg"), Path("a.JPG"), Path("a.png"), Path("a_jpg.jpg"),
+                          Path("x/a__b.png"), Path("x__a/b.png"), Path("s/c.png")])
+    assert [str(name) for name in names] == ["a_jpg", "a_jpg_2", "a_png", "a_jpg_3", "x/a__b",
+                                             "x__a/b_2", "s/c"]
+
+
+def test_sixteen_bit_grayscale_is_scaled_not_clipped(tmp_path):
+    from seglab.data.files import read_image
+    values = np.array([[0, 257 * 100], [257 * 200, 65535]], dtype=np.uint16)
+    Image.fromarray(values).save(tmp_path / "depth.png")
+    image = read_image(tmp_path / "depth.png")
+    assert image.shape == (2, 2, 3) and image[..., 0].tolist() == [[0, 100], [200, 255]]
+
+
+def test_predict_refuses_a_run_folder_and_bad_options(checkpoint, tmp_path):
+    random_image(8, 8).save(tmp_path / "a.png")
+    model = [f"ckpt_path={checkpoint}", f"input={tmp_path / 'a.png'}"]
+    run_dir = checkpoint.parent.parent
+    config = (run_dir / ".hydra" / "config.yaml").read_text()
+    with pytest.raises(ConfigError, match=r"is a training or evaluation run folder"):
+        predict(compose_config("predict", run_dir, model))
+    assert (run_dir / ".hydra" / "config.yaml").read_text() == config
+    for option, message in [("predict.mode=Slide", r"predict.mode must be whole or slide"),
+                            ("predict.scales=1.0", r"predict.scales=1.0: expected a list"),
+                            ("predict.device=gpu", r"predict.device='gpu': expected auto")]:
+        with pytest.raises(ConfigError, match=message):
+            predict(compose_config("predict", tmp_path / option, [*model, option]))
+
+
+def test_a_folder_named_like_a_glob_is_a_folder(tmp_path):
+    folder = tmp_path / "scan [1]"
+    folder.mkdir()
+    random_image(8, 8).save(folder / "a.png")
+    kind, items = list_inputs(str(folder))
+    assert kind == "images" and [str(item.relative) for item in items] == ["a.png"]

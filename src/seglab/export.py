@@ -23,7 +23,7 @@ from seglab.inference.onnx_model import CARD_KEY, import_export_extra, load_onnx
 from seglab.models import SegmentationNet
 from seglab.results import versions
 from seglab.run_config import load_run_config, merge_run_config
-from seglab.task import save_run_config
+from seglab.task import refuse_run_folder, save_run_config
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +215,7 @@ def export(cfg: DictConfig) -> tuple[dict, dict]:
     if path.exists():
         raise ConfigError(f"{path} already exists; choose a new hydra.run.dir "
                           "(nothing was changed)")
+    refuse_run_folder(output_dir, "hydra.run.dir")
     check_config(cfg)
     save_run_config(cfg, output_dir)
     net = load_checkpoint_net(cfg, ckpt_path)

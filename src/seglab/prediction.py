@@ -39,7 +39,7 @@ from seglab.inference.progress import Throughput
 from seglab.inference.video import predict_video
 from seglab.results import read_status, versions, write_metrics_json
 from seglab.run_config import load_run_config, merge_run_config
-from seglab.task import save_run_config
+from seglab.task import refuse_run_folder, save_run_config
 
 RECORD = "predictions.json"
 PREDICT_OWNED = ("paths", "logger", "task_name", "ckpt_path", "onnx_path", "input", "output",
@@ -85,8 +85,12 @@ def prediction_card(card: ModelCard, predict: dict, mode: str) -> ModelCard:
 
 
 def pick_device(name: str) -> torch.device:
+    """`predict.device`: auto (cuda when available), cpu, cuda or cuda:N."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name != "cpu" and not (str(name).startswith("cuda") and torch.cuda.is_available()):
+        raise ConfigError(f"predict.device={name!r}: expected auto, cpu or cuda[:N] "
+                          f"(CUDA is {'' if torch.cuda.is_available() else 'not '}available)")
     return torch.device(name)
 
 
@@ -121,15 +125,18 @@ def predict_images(items, predictor: Predictor, writer: PictureWriter, predict: 
                    failed: list[dict]) -> tuple[int, float]:
     """Predict every readable image; failures are added to `failed`. The count written and
     the seconds taken."""
-    good, sizes = [], []
+    good, sizes, limit = [], [], int(predict["max_pixels"])
     for item in items:
         try:
-            size = image_size(item.path, int(predict["max_pixels"]))
+            size = processed_size(image_size(item.path, limit), predictor.card.resize)
+            if size[0] * size[1] > limit:
+                raise DataError(f"{item.path}: resized to {size[1]}×{size[0]} pixels for the "
+                                f"network, above predict.max_pixels={limit}")
         except DataError as error:
             failed.append({"file": str(item.path), "error": str(error)})
             continue
         good.append(item)
-        sizes.append(processed_size(size, predictor.card.resize))
+        sizes.append(size)
     names = unique_names([item.relative for item in good])
     batch_size = 1 if predictor.options.mode == "slide" else int(predict["batch_size"])
     loader = DataLoader(PictureDataset(good, predictor.card), collate_fn=collate_pictures,
@@ -156,9 +163,11 @@ def predict_images(items, predictor: Predictor, writer: PictureWriter, predict: 
 
 
 def guard_output(output_dir: Path) -> None:
+    """Refuse a folder holding finished predictions, or a training or evaluation run."""
     if read_status(output_dir / RECORD) == "completed":
         raise ConfigError(f"output: {output_dir} already holds finished predictions; choose a "
                           "new output= (nothing was changed)")
+    refuse_run_folder(output_dir, "output")
 
 
 def predict(cfg: DictConfig) -> tuple[dict, dict]:

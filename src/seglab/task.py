@@ -47,6 +47,14 @@ def guard_run_folder(output_dir: Path, rerun_unfinished: bool = False) -> None:
     checkpoints.rename(kept)
 
 
+def refuse_run_folder(output_dir: Path, key: str) -> None:
+    """For commands that write beside a run (predict, export): never into a training or
+    evaluation run's folder, whose saved config they would replace."""
+    if (output_dir / "metrics.json").exists() or (output_dir / "checkpoints").exists():
+        raise ConfigError(f"{key}: {output_dir} is a training or evaluation run folder; choose "
+                          "a new folder (nothing was changed)")
+
+
 def run_overrides(cfg: DictConfig) -> list[str]:
     """This run's overrides: the command line's, or for a reproduction the source run's
     followed by its own."""

@@ -12,7 +12,8 @@ from seglab.task import exit_on_unknown_choice, run_task
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="predict")
 def hydra_main(cfg: DictConfig) -> None:
-    if run_task(predict, cfg, record=RECORD):
+    failed = run_task(predict, cfg, record=RECORD)
+    if isinstance(failed, int) and failed > 0:
         raise SystemExit(1)  # some pictures failed; each is listed with its reason
 
 

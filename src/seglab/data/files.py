@@ -27,10 +27,20 @@ def _open(path: Path) -> Image.Image:
     return ImageOps.exif_transpose(image)
 
 
+WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "F")  # more than 8 bits per pixel
+
+
 def read_image(path: Path) -> np.ndarray:
-    """H×W×3 uint8 RGB whatever the file's mode (grayscale, RGBA, CMYK, palette) or its
-    extension says, with the EXIF orientation applied."""
-    return np.asarray(_open(path).convert("RGB"))
+    """H×W×3 uint8 RGB whatever the file's mode (grayscale, 16-bit grayscale, RGBA, CMYK,
+    palette) or its extension says, with the EXIF orientation applied."""
+    image = _open(path)
+    if image.mode in WIDE_MODES:  # PIL's convert would clip 16-bit values at 255
+        values = np.asarray(image, dtype=np.float64)
+        if values.max(initial=0) > 255:
+            values = values / 257
+        gray = np.clip(values.round(), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    return np.asarray(image.convert("RGB"))
 
 
 def read_mask(path: Path) -> np.ndarray:

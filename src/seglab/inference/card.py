@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 
 @dataclass
@@ -27,7 +27,6 @@ class ModelCard:
     model: str | None = None
     encoder: str | None = None
     source: str | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from seglab.errors import ConfigError
+
 Net = Callable[[Tensor], Tensor]
 WINDOWS = ("flat", "hann")
 
@@ -31,15 +33,15 @@ class InferenceOptions:
 
     def __post_init__(self) -> None:
         if self.mode not in ("whole", "slide"):
-            raise ValueError(f"predict.mode must be whole or slide, got {self.mode!r}")
+            raise ConfigError(f"predict.mode must be whole or slide, got {self.mode!r}")
         if len(self.tile) != 2 or min(self.tile) < 1:
-            raise ValueError(f"predict.tile must be [height, width] in pixels, got {self.tile}")
+            raise ConfigError(f"predict.tile must be [height, width] in pixels, got {self.tile}")
         if not 0 <= self.overlap < 1:
-            raise ValueError(f"predict.overlap must be in [0, 1), got {self.overlap}")
+            raise ConfigError(f"predict.overlap must be in [0, 1), got {self.overlap}")
         if self.window not in WINDOWS:
-            raise ValueError(f"predict.window must be one of {WINDOWS}, got {self.window!r}")
+            raise ConfigError(f"predict.window must be one of {WINDOWS}, got {self.window!r}")
         if not self.scales or min(self.scales) <= 0:
-            raise ValueError(f"predict.scales must be positive factors, got {self.scales}")
+            raise ConfigError(f"predict.scales must be positive factors, got {self.scales}")
 
 
 def tile_starts(length: int, tile: int, stride: int) -> list[int]:
@@ -127,9 +129,16 @@ def options_from_config(predict: dict, input_size: Sequence[int]) -> InferenceOp
     model was trained at, and `tta: false` turns flips and scales off."""
     tta = bool(predict.get("tta", False))
     tile = predict.get("tile") or input_size
+    tile = [tile, tile] if isinstance(tile, int) else tile
+    scales = predict.get("scales", [1.0])
+    if not isinstance(scales, list) or not all(isinstance(s, int | float) for s in scales):
+        raise ConfigError(f"predict.scales={scales!r}: expected a list of factors such as "
+                          "[0.75,1.0,1.25]")
+    if not isinstance(tile, list) or not all(isinstance(side, int) for side in tile):
+        raise ConfigError(f"predict.tile={tile!r}: expected [height, width] in pixels")
     return InferenceOptions(
-        mode=predict.get("mode", "whole"), tile=tuple(int(side) for side in tile),
+        mode=predict.get("mode", "whole"), tile=tuple(tile),
         overlap=float(predict.get("overlap", 0.25)), window=predict.get("window", "flat"),
         flip=tta and bool(predict.get("flip", True)),
-        scales=tuple(float(s) for s in predict.get("scales", (1.0,))) if tta else (1.0,),
+        scales=tuple(float(s) for s in scales) if tta else (1.0,),
         batch_size=int(predict.get("batch_size", 8)))

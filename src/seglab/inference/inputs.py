@@ -4,6 +4,7 @@ images read and preprocessed in loader workers, grouped by size into batches."""
 from __future__ import annotations
 
 import glob
+import os
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -46,7 +47,8 @@ def _glob_base(spec: str) -> Path:
 def list_inputs(spec: str) -> tuple[str, list[InputItem]]:
     """("video", [the video]) or ("images", the images) named by `spec`; a missing path, an
     empty folder or a glob that matches nothing is one ConfigError."""
-    if _is_glob(spec):
+    if _is_glob(spec) and not Path(spec).expanduser().exists():
+        spec = os.path.expanduser(spec)
         files = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
         images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
         if not images:
@@ -84,7 +86,7 @@ def image_size(path: Path, max_pixels: int) -> tuple[int, int]:
                 width, height = height, width
     except Image.DecompressionBombError:
         width = height = None
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise DataError(f"{path}: unreadable ({error})") from None
     if width is None or width * height > max_pixels:
         shown = f"{width}×{height} pixels" if width is not None else "too many pixels"
@@ -129,10 +131,14 @@ class PictureDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, index: int) -> dict:
+        path = self.items[index].path
         try:
-            image = read_image(self.items[index].path)
+            image = read_image(path)
         except DataError as error:
             return {"index": index, "error": str(error)}
+        except Exception as error:  # a damaged file can make Pillow raise anything
+            return {"index": index, "error": f"{path}: unreadable ({type(error).__name__}: "
+                                             f"{error})"}
         return {"index": index, "image": image, "input": to_network_input(image, self.card)}
 
 

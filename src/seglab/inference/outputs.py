@@ -39,14 +39,24 @@ def class_shares(mask: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def unique_names(relatives: Sequence[Path]) -> list[Path]:
-    """Output names (without suffix) for the inputs' relative paths; two inputs that differ
-    only by suffix (a.jpg, a.png) keep their suffix in the name so neither is overwritten."""
+    """Output names (without suffix) for the inputs' relative paths, never two alike (nor
+    alike once case is ignored or sub-folders are flattened): inputs that differ only by
+    suffix (a.jpg, a.png) keep it in the name, any other clash gets a number."""
     stems = [relative.with_suffix("") for relative in relatives]
-    seen: dict[Path, int] = {}
+    counts: dict[str, int] = {}
     for stem in stems:
-        seen[stem] = seen.get(stem, 0) + 1
-    return [stem.with_name(f"{stem.name}_{relative.suffix.lstrip('.').lower()}")
-            if seen[stem] > 1 else stem for stem, relative in zip(stems, relatives, strict=True)]
+        counts[str(stem).lower()] = counts.get(str(stem).lower(), 0) + 1
+    names, taken = [], set()
+    for stem, relative in zip(stems, relatives, strict=True):
+        name = stem.with_name(f"{stem.name}_{relative.suffix.lstrip('.').lower()}") \
+            if counts[str(stem).lower()] > 1 else stem
+        candidate, number = name, 1
+        while "__".join(candidate.parts).lower() in taken:
+            number += 1
+            candidate = name.with_name(f"{name.name}_{number}")
+        taken.add("__".join(candidate.parts).lower())
+        names.append(candidate)
+    return names
 
 
 class PictureWriter:

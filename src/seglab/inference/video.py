@@ -4,6 +4,7 @@ the class shares of every frame in a CSV."""
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import cv2
 import numpy as np
 
 from seglab.data.files import DataError
+from seglab.errors import ConfigError
 from seglab.inference.card import ModelCard
 from seglab.inference.outputs import class_shares, overlay, palette_mask
 
@@ -23,13 +25,23 @@ def open_video(path: Path) -> tuple[cv2.VideoCapture, float, int, tuple[int, int
     if not capture.isOpened():
         raise DataError(f"{path}: OpenCV cannot read this video (unknown codec or a broken "
                         "file)")
-    fps = capture.get(cv2.CAP_PROP_FPS) or DEFAULT_FPS
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    fps = fps if math.isfinite(fps) and fps > 0 else DEFAULT_FPS
     size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
     frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     if size[0] <= 0 or size[1] <= 0:
         capture.release()
         raise DataError(f"{path}: the video has no readable frames")
     return capture, fps, frames, size
+
+
+def open_writer(path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
+    """An mp4 writer for frames of `size` (height, width); a DataError when OpenCV has none."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                             (size[1], size[0]))
+    if not writer.isOpened():
+        raise DataError(f"{path}: OpenCV cannot write an mp4v video here")
+    return writer
 
 
 def frame_batches(capture: cv2.VideoCapture, batch_size: int) -> Iterator[list[np.ndarray]]:
@@ -53,11 +65,13 @@ def predict_video(path: Path, output_dir: Path, card: ModelCard,
                   on_frames: Callable[[int], None] = lambda count: None) -> dict:
     """Write <stem>.mp4 (the overlay video) and <stem>_class_shares.csv under `output_dir`,
     with `save_frames` also <stem>_masks/<frame>.png; a summary of what was written."""
-    capture, fps, expected, (width, height) = open_video(path)
-    output_dir.mkdir(parents=True, exist_ok=True)
     video_path = output_dir / f"{path.stem}.mp4"
-    writer = cv2.VideoWriter(str(video_path), cv2.VideoWriter_fourcc(*"mp4v"), fps,
-                             (width, height))
+    if video_path.resolve() == path.resolve():
+        raise ConfigError(f"output: writing {video_path} would replace the input video; "
+                          "choose another output=")
+    capture, fps, expected, _ = open_video(path)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    writer = None  # opened at the first frame's size (a container may say otherwise)
     palette = np.asarray(card.palette, dtype=np.uint8)
     frames_dir = output_dir / f"{path.stem}_masks"
     if save_frames:
@@ -68,6 +82,9 @@ def predict_video(path: Path, output_dir: Path, card: ModelCard,
             rows = csv.writer(handle)
             rows.writerow(["frame", "time_s", *card.class_names])
             for frames in frame_batches(capture, batch_size):
+                if writer is None:
+                    size = frames[0].shape[:2]
+                    writer = open_writer(video_path, fps, size)
                 for frame, mask in zip(frames, masks_of(frames), strict=True):
                     blended = overlay(frame, mask, palette, alpha)
                     writer.write(cv2.cvtColor(blended, cv2.COLOR_RGB2BGR))
@@ -80,9 +97,10 @@ def predict_video(path: Path, output_dir: Path, card: ModelCard,
                 on_frames(len(frames))
     finally:
         capture.release()
-        writer.release()
+        if writer is not None:
+            writer.release()
     if count == 0:
         video_path.unlink(missing_ok=True)
         raise DataError(f"{path}: the video has no readable frames")
     return {"video": str(video_path), "frames": count, "frames_expected": expected,
-            "fps": fps, "size": [height, width]}
+            "fps": fps, "size": list(size)}
