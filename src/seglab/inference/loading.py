@@ -20,9 +20,14 @@ from seglab.viz import class_palette
 DATASET_PALETTES = {"kitti_road": KITTI_ROAD_COLOURS}
 
 
+# data.eval_sizing -> the card's resize; "pad" (fit, then pad) and None keep the picture's size
+EVAL_RESIZE = {"resize": lambda size: size, "shorter_side": min}
+
+
 def run_card(cfg: DictConfig, class_names: list[str], source: str) -> ModelCard:
     """The card of a model trained by a seglab run with config `cfg`: the dataset's colours
-    and normalisation, and its evaluation sizing (a fixed resize, or the picture's own size)."""
+    and normalisation, and its evaluation sizing (a fixed resize, the shorter side resized,
+    or the picture's own size)."""
     colours = OmegaConf.select(cfg, "data.colours")
     own = OmegaConf.to_container(colours) if colours is not None \
         else DATASET_PALETTES.get(cfg.data.name)
@@ -32,7 +37,8 @@ def run_card(cfg: DictConfig, class_names: list[str], source: str) -> ModelCard:
     return ModelCard(
         class_names=list(class_names), palette=[list(map(int, c)) for c in palette],
         mean=list(cfg.data.mean), std=list(cfg.data.std), input_size=input_size,
-        resize=input_size if sizing == "resize" else None, colour_masks=own is not None,
+        resize=EVAL_RESIZE.get(sizing, lambda size: None)(input_size),
+        colour_masks=own is not None,
         model=cfg.model.name, encoder=cfg.encoder.name, source=source)
 
 
