@@ -193,3 +193,18 @@ def test_unknown_format_exits_with_one_line(tmp_path):
     assert result.returncode == 1
     assert "error: format='tflite': expected one of onnx, torchscript" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("model", "encoder"), [
+    ("fcn8s", "vgg16"), ("unet_classic", "none"), ("deeplabv3plus", "resnet18"),
+    ("pspnet", "resnet18"),
+])
+def test_other_seed_models_export_at_their_training_size(model, encoder, tmp_path):
+    """The seed studies' other models, at a fixed size (pspnet has no dynamic export)."""
+    torch.manual_seed(0)
+    net = build_model(model, encoder, num_classes=4).eval()
+    card = replace(CARD, model=model, encoder=encoder)
+    export_net(net, card, tmp_path / "model.onnx", "onnx", TRAIN_SIZE, dynamic=False)
+    export_net(net, card, tmp_path / "model.pt", "torchscript", TRAIN_SIZE, dynamic=False)
+    assert_matches(net, load_onnx_model(tmp_path / "model.onnx")[0], TRAIN_SIZE, batch=1)
+    assert_matches(net, torch.jit.load(str(tmp_path / "model.pt")), TRAIN_SIZE)
