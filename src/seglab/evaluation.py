@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seglab.builders import build_datamodule, build_loggers, build_module, build_trainer
+from seglab.config import job_overrides
 from seglab.confusion_plots import write_confusion_outputs
 from seglab.data_problems import stop_on_data_problems
 from seglab.errors import ConfigError
@@ -21,10 +21,11 @@ from seglab.task import finish_run, start_run
 EVAL_OWNED = ("paths", "logger", "task_name", "ckpt_path")
 
 
-def published_eval_config(cfg: DictConfig) -> DictConfig:
+def published_eval_config(cfg: DictConfig) -> tuple[DictConfig, str]:
     """The eval config for published weights (`model.weights` without `ckpt_path`): the data
     preprocessed as the weights' own transform does (shorter side resized, their mean and
-    std, one image per batch since sizes differ), after checking the classes match."""
+    std, one image per batch since sizes differ), after checking the classes match; and the
+    weights' name."""
     card = published_card(cfg)
     if cfg.data.num_classes != card.num_classes:
         raise ConfigError(
@@ -38,7 +39,7 @@ def published_eval_config(cfg: DictConfig) -> DictConfig:
             cfg.data.input_size = [card.resize, card.resize]
             cfg.data.eval_sizing = "shorter_side"
             cfg.data.batch_size = 1
-    return cfg
+    return cfg, card.source
 
 
 def evaluate(cfg: DictConfig) -> tuple[dict, dict]:
@@ -48,12 +49,11 @@ def evaluate(cfg: DictConfig) -> tuple[dict, dict]:
     ckpt_path = None
     if cfg.get("ckpt_path"):
         ckpt_path = Path(cfg.ckpt_path).expanduser().resolve()
-        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-        cfg = merge_run_config(load_run_config(ckpt_path), cfg, overrides, EVAL_OWNED)
+        cfg = merge_run_config(load_run_config(ckpt_path), cfg, job_overrides(), EVAL_OWNED)
         source = {"checkpoint": str(ckpt_path), "evaluated_run": str(ckpt_path.parent.parent)}
     elif OmegaConf.select(cfg, "model.weights"):
-        cfg = published_eval_config(cfg)
-        source = {"weights": str(published_card(cfg).source)}
+        cfg, weights = published_eval_config(cfg)
+        source = {"weights": weights}
     else:
         raise ConfigError("seglab-eval needs ckpt_path=<run>/checkpoints/best.ckpt, or "
                           "published weights and a dataset, such as model=deeplabv3 "

@@ -11,7 +11,6 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
@@ -41,21 +40,6 @@ TOLERANCE = 1e-2
 ONNX_EXPORTERS = ("dynamo", "torchscript")  # the second where the first fails
 # the dynamo exporter's graph passes log every step; the result is checked against PyTorch
 EXPORTER_LOGGERS = ("onnx_ir", "onnxscript")
-
-
-class ExportedNet(nn.Module):
-    """The network padded to its output stride on every call: SegmentationNet.forward skips
-    padding at sizes that need none, and a traced graph would keep that choice for all sizes."""
-
-    def __init__(self, net: SegmentationNet) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, images: Tensor) -> Tensor:
-        height, width = images.shape[-2:]
-        stride = self.net.output_stride
-        padded = F.pad(images, (0, -width % stride, 0, -height % stride))
-        return self.net.forward_padded(padded)[..., :height, :width]
 
 
 def _first_line(error: BaseException, limit: int = 200) -> str:
@@ -129,7 +113,7 @@ def _onnx_file(net: nn.Module, example: Tensor, path: Path, card: ModelCard, dyn
     problems = []
     for exporter in ONNX_EXPORTERS:
         try:
-            _write_onnx(ExportedNet(net).eval(), example, path, dynamic, opset, exporter)
+            _write_onnx(net, example, path, dynamic, opset, exporter)
             _card_into_onnx(path, card)
             diff = max_abs_diff(net, load_onnx_model(path)[0], sizes, len(example))
         except Exception as error:  # torch.export refuses some graphs that the tracer takes
@@ -164,7 +148,7 @@ def export_net(net: SegmentationNet, card: ModelCard, path: Path, fmt: str,
             exporter, diff = _onnx_file(net, example, partial, card, dynamic, opset, sizes)
         else:
             exporter = "trace"
-            _write_torchscript(ExportedNet(net).eval(), example, partial, card)
+            _write_torchscript(net, example, partial, card)
             diff = max_abs_diff(net, torch.jit.load(str(partial)), sizes, len(example))
             if diff > TOLERANCE:
                 raise ConfigError(f"format=torchscript: the traced {card.model} on "

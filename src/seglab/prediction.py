@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from seglab.config import job_overrides
 from seglab.data.files import DataError
 from seglab.errors import ConfigError
 from seglab.inference.card import ModelCard
@@ -59,8 +59,8 @@ def load_model(cfg: DictConfig) -> tuple[object, ModelCard, DictConfig]:
         return net, card, cfg
     if cfg.get("ckpt_path"):
         ckpt_path = Path(cfg.ckpt_path).expanduser().resolve()
-        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-        merged = merge_run_config(load_run_config(ckpt_path), cfg, overrides, PREDICT_OWNED)
+        merged = merge_run_config(load_run_config(ckpt_path), cfg, job_overrides(),
+                                  PREDICT_OWNED)
         card = run_card(merged, checkpoint_class_names(ckpt_path), str(ckpt_path))
         return load_checkpoint_net(merged, ckpt_path), card, merged
     if OmegaConf.select(cfg, "model.weights"):

@@ -14,6 +14,7 @@ from seglab.errors import ConfigError
 from seglab.inference.card import ModelCard
 from seglab.models import SegmentationNet
 from seglab.models.torchvision_models import VARIANTS
+from seglab.models.weights import read_weights_file
 from seglab.viz import class_palette
 
 # datasets whose colours are fixed in code rather than given as data.colours
@@ -45,11 +46,8 @@ def run_card(cfg: DictConfig, class_names: list[str], source: str) -> ModelCard:
 def load_checkpoint_net(cfg: DictConfig, ckpt_path: Path) -> SegmentationNet:
     """The run's network (built from its config, no download) with the checkpoint's weights,
     in eval mode."""
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     net = instantiate(cfg.model, weights=None, encoder_weights=None)
-    state = {key.removeprefix("net."): value for key, value in checkpoint["state_dict"].items()
-             if key.startswith("net.")}
-    net.load_state_dict(state)
+    net.load_state_dict(read_weights_file(ckpt_path))
     return net.eval()
 
 

@@ -11,12 +11,12 @@ import numpy as np
 from PIL import Image
 
 from seglab.inference.card import ModelCard
+from seglab.viz import colorize
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, palette: np.ndarray, alpha: float) -> np.ndarray:
     """The picture with each pixel's class colour blended in at opacity `alpha`."""
-    colours = palette[np.clip(mask, 0, len(palette) - 1)].astype(np.float32)
-    blended = (1 - alpha) * image.astype(np.float32) + alpha * colours
+    blended = (1 - alpha) * image.astype(np.float32) + alpha * colorize(mask, palette)
     return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
 
 

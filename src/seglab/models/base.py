@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -69,7 +70,8 @@ class SegmentationNet(nn.Module, ABC):
         height, width = images.shape[-2:]
         stride = self.output_stride
         pad_h, pad_w = -height % stride, -width % stride
-        if pad_h or pad_w:
+        # a traced or exported graph keeps this choice for every size: there it always pads
+        if pad_h or pad_w or torch.jit.is_tracing() or torch.compiler.is_exporting():
             images = F.pad(images, (0, pad_w, 0, pad_h))
         logits = self.forward_padded(images)
         return logits[..., :height, :width]
