@@ -10,6 +10,7 @@ from lightning import Callback, Trainer
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
+from seglab.checkpoint_io import AtomicCheckpointIO
 from seglab.data.checks import median_frequency_weights
 from seglab.data.datamodule import SegmentationDataModule
 from seglab.errors import ConfigError
@@ -84,4 +85,6 @@ for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utiliti
 
 
 def build_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list[Logger]) -> Trainer:
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    """The Lightning Trainer, saving checkpoints atomically (a kill mid-save keeps the old)."""
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                       plugins=[AtomicCheckpointIO()])

@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from seglab import __version__
+from seglab.atomic import write_atomically
 
 PACKAGES = {"torch": "torch", "torchvision": "torchvision", "lightning": "lightning",
             "smp": "segmentation-models-pytorch"}
@@ -73,14 +74,12 @@ def read_status(path: Path) -> str | None:
 
 
 def write_metrics_json(path: Path, summary: dict) -> None:
-    """Write `summary` atomically (NaN becomes null); a completed file is only ever replaced
+    """Write `summary` atomically (temp file, fsync, rename; NaN becomes null), so a kill
+    mid-write leaves the previous file whole; a completed file is only ever replaced
     by another completed one, never by a failed or running one."""
     if summary.get("status") != "completed" and read_status(path) == "completed":
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
-    partial.replace(path)
+    write_atomically(path, json.dumps(_json_safe(summary), indent=2) + "\n")
 
 
 def run_header(cfg, class_names: list[str]) -> dict:
