@@ -1,12 +1,20 @@
-"""Metrics under DDP (two CPU processes, gloo) equal the single-process metrics."""
+"""DDP: metrics under two CPU processes (gloo) equal the single-process metrics, the global
+batch is split between processes, and a multirun of DDP jobs gives each job its own folder."""
+
+import json
 
 import pytest
 import torch
 from lightning import Trainer
 
-from conftest import TINY, compose_config
+from conftest import TINY, compose_config, run_cli
 from seglab.builders import build_datamodule, build_module
+from seglab.errors import ConfigError
 from seglab.models import SegmentationNet
+from seglab.training import train
+
+# Odd validation and test splits: two processes get 8 + 7 and 7 + 6 samples, nothing padded.
+ODD_SPLITS = [*TINY, "data.lengths={train:32,val:15,test:13}"]
 
 
 class SignNet(SegmentationNet):
@@ -61,3 +69,54 @@ def test_confusion_matrix_is_summed_over_processes(tmp_path):
     for key in ("val/mIoU", "val/pixel_acc", "val/dice", "val/loss", "val/iou_background",
                 "val/iou_disc"):
         assert distributed[key] == pytest.approx(single[key], abs=1e-6), key
+
+
+def _single_process_scores(cfg, checkpoint: str) -> dict:
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg, datamodule.class_names)
+    trainer = Trainer(accelerator="cpu", devices=1, precision=cfg.trainer.precision,
+                      logger=False, enable_progress_bar=False, enable_model_summary=False)
+    scores = trainer.validate(module, datamodule=datamodule, ckpt_path=checkpoint,
+                              weights_only=True, verbose=False)[0]
+    return {**scores, **trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint,
+                                     weights_only=True, verbose=False)[0]}
+
+
+def test_ddp_cpu_run_equals_a_single_process_evaluation(tmp_path):
+    run = tmp_path / "ddp"
+    result = run_cli(["seglab-train", "trainer=ddp_cpu", *ODD_SPLITS, f"hydra.run.dir={run}"],
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "completed"
+    torch.set_num_threads(1)  # as each DDP process: the same arithmetic, to the last bit
+    single = _single_process_scores(compose_config("train", tmp_path / "single", ODD_SPLITS),
+                                    metrics["checkpoint"])
+    for key in ("val/mIoU", "val/pixel_acc", "val/loss", "test/mIoU", "test/pixel_acc",
+                "test/loss", "test/iou_background"):
+        assert metrics[key] == pytest.approx(single[key], abs=1e-6), key
+    # the end-of-run work happened once, on rank zero; rank one logged to its own file
+    assert result.stdout.count("run folder:") == 1
+    assert (run / "train.rank1.log").is_file()
+    assert sorted(path.name for path in (run / "checkpoints").iterdir()) == \
+        ["best.ckpt", "last.ckpt"]
+
+
+def test_the_global_batch_must_divide_by_the_processes(tiny_train_cfg):
+    cfg = tiny_train_cfg("odd", ["trainer=ddp_cpu", "data.batch_size=7"])
+    with pytest.raises(ConfigError, match="data.batch_size: 7 is the global batch and must "
+                                          "divide by the 2 processes"):
+        train(cfg)
+
+
+def test_a_multirun_of_ddp_jobs_gives_each_job_its_folder(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli(["seglab-train", "-m", "trainer=ddp_cpu", "seed=0,1", *TINY,
+                      f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(path.name for path in sweep.iterdir() if path.is_dir()) == ["0", "1"]
+    for job, seed in (("0", 0), ("1", 1)):
+        metrics = json.loads((sweep / job / "metrics.json").read_text())
+        assert (metrics["status"], metrics["seed"]) == ("completed", seed)
+        assert (sweep / job / "train.rank1.log").is_file()
+    assert "sweep: 2 jobs, 2 completed" in result.stdout + result.stderr

@@ -63,6 +63,13 @@ class EpochHistory(Callback):
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._record(trainer)
 
+    def state_dict(self) -> dict:
+        """The rows so far travel in checkpoints: a resumed run keeps its earlier epochs."""
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.rows = list(state_dict.get("rows", []))
+
 
 class UnfreezeEncoder(Callback):
     """Gradual unfreezing: a network built with `freeze_encoder` starts training its encoder at

@@ -8,9 +8,11 @@ from collections.abc import Callable, Sequence
 import torch
 from lightning import LightningModule
 from torch import Tensor, nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from seglab import __version__
+from seglab.errors import ConfigError
 from seglab.metrics import segmentation_scores
 from seglab.models import SegmentationNet
 from seglab.schedule import SchedulerSpec
@@ -18,13 +20,19 @@ from seglab.schedule import SchedulerSpec
 STAGES = ("train", "val", "test")
 
 
+class TrainingDiverged(ConfigError):
+    """The training loss became NaN or infinite: the run stops before the step is applied."""
+
+
 class SegmentationModule(LightningModule):
     """Trains and evaluates a `SegmentationNet` with one confusion matrix per stage.
 
     Logs `<stage>/loss` and, at each epoch's end, `<stage>/mIoU`, `pixel_acc`, `dice` and
-    `iou_<class>`, plus `val/mIoU_best`. The matrices are torchmetrics states, so under DDP
-    they are summed over processes before any metric is derived; the last test's summed
-    matrix is kept as `test_confusion` (CPU int64, [true, predicted]) for the run folder.
+    `iou_<class>`, plus `val/mIoU_best`. The matrices and the mean losses are torchmetrics
+    states, so under DDP they are summed over processes before any metric is derived (exact
+    for any split size); the last test's summed matrix is kept as `test_confusion` (CPU int64,
+    [true, predicted]) for the run folder. Losses are computed in fp32 whatever the precision,
+    and a NaN or infinite training loss stops the run (`TrainingDiverged`) before its step.
     """
 
     def __init__(self, net: SegmentationNet, loss: nn.Module,
@@ -44,6 +52,7 @@ class SegmentationModule(LightningModule):
                                                           ignore_index=ignore_index)
             for stage in STAGES
         })
+        self.mean_losses = nn.ModuleDict({f"{stage}_loss": MeanMetric() for stage in STAGES})
         self.best_val_miou = -math.inf
         self.best_val_epoch: int | None = None
         self.test_confusion: Tensor | None = None
@@ -51,26 +60,46 @@ class SegmentationModule(LightningModule):
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images)
 
+    def fp32_loss(self, logits: Tensor, target: Tensor) -> Tensor:
+        """The loss in fp32 outside autocast: sums over many pixels (Dice) overflow fp16."""
+        with torch.autocast(logits.device.type, enabled=False):
+            return self.loss(logits.float(), target)
+
     def _step(self, batch: dict, stage: str) -> Tensor:
         logits = self.net(batch["image"])
-        loss = self.loss(logits, batch["mask"])
-        auxiliary = self.net.auxiliary_loss(self.loss, batch["mask"]) if stage == "train" \
-            else None
-        if auxiliary is not None:
-            self.log("train/aux_loss", auxiliary, on_step=False, on_epoch=True, sync_dist=True,
-                     batch_size=batch["image"].shape[0])
-            loss = loss + auxiliary
-        self.confmats[f"{stage}_confmat"].update(logits.argmax(1), batch["mask"])
+        loss = self.fp32_loss(logits, batch["mask"])
         batch_size = batch["image"].shape[0]
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, sync_dist=True,
-                 batch_size=batch_size)
+        if stage == "train":
+            auxiliary = self.net.auxiliary_loss(self.fp32_loss, batch["mask"])
+            if auxiliary is not None:
+                self.log("train/aux_loss", auxiliary, on_step=False, on_epoch=True,
+                         sync_dist=True, batch_size=batch_size)
+                loss = loss + auxiliary
+        self.confmats[f"{stage}_confmat"].update(logits.argmax(1), batch["mask"])
+        self.mean_losses[f"{stage}_loss"].update(loss.detach(), batch_size)
+        self.log(f"{stage}/loss", self.mean_losses[f"{stage}_loss"], on_step=False, on_epoch=True)
         if stage == "train":
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True,
                      batch_size=batch_size)
         return loss
 
+    def _stop_if_diverged(self, loss: Tensor, batch_idx: int) -> None:
+        if torch.isfinite(loss):
+            return
+        completed = self.trainer.fit_loop.epoch_progress.current.completed
+        last_good = f"epoch {completed - 1}" if completed else "none (in the first epoch)"
+        best = "" if self.best_val_epoch is None else \
+            f"; best val/mIoU {self.best_val_miou:.4f} at epoch {self.best_val_epoch}, its " \
+            "checkpoint kept"
+        raise TrainingDiverged(
+            f"training diverged: the loss is {loss.item()} at step {self.global_step} (epoch "
+            f"{self.current_epoch}, batch {batch_idx}); last completed epoch: {last_good}{best}; "
+            "try a lower optimizer.lr or trainer.gradient_clip_val=1.0")
+
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
+        loss = self._step(batch, "train")
+        self._stop_if_diverged(loss.detach(), batch_idx)
+        return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._step(batch, "val")
@@ -95,8 +124,10 @@ class SegmentationModule(LightningModule):
                 self.best_val_epoch = self.current_epoch
             scores["val/mIoU_best"] = max(self.best_val_miou, scores["val/mIoU"])
         miou = scores.pop(f"{stage}/mIoU")
-        self.log(f"{stage}/mIoU", miou, prog_bar=True)
-        self.log_dict(scores)
+        # every process derived the same scores from the summed matrix: syncing averages
+        # equal values, and keeps Lightning from warning about unsynced epoch values
+        self.log(f"{stage}/mIoU", miou, prog_bar=True, sync_dist=True)
+        self.log_dict(scores, sync_dist=True)
 
     def _fresh_confmat(self, stage: str) -> None:
         """Start a stage with new state tensors, owned by this process alone: a module handed

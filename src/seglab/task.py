@@ -19,9 +19,11 @@ from lightning import seed_everything
 from omegaconf import DictConfig, OmegaConf
 
 from seglab.config import check_config, job_overrides, select_sole_encoder, unknown_choice
+from seglab.distributed import is_rank_zero
 from seglab.errors import USER_ERRORS, ConfigError, one_line
 from seglab.report import print_run_summary
 from seglab.results import read_metrics, read_status, write_metrics_json
+from seglab.resume import resume_folder
 
 
 def _skip_completed(cfg: DictConfig) -> bool:
@@ -95,16 +97,35 @@ def lightning_logs_to_the_run_log() -> None:
 
 def start_run(cfg: DictConfig) -> Path:
     """Check the folder, save the config, mark the run as running, check the config, seed
-    everything: the run folder."""
+    everything: the run folder. A resumed run keeps its saved config and header; the other
+    processes of a DDP run write nothing."""
     output_dir = Path(cfg.paths.output_dir)
-    guard_run_folder(output_dir, rerun_unfinished=_skip_completed(cfg))
-    select_sole_encoder(cfg, job_overrides())
-    save_run_config(cfg, output_dir)  # saved first: a run refused by the checks keeps it too
-    write_metrics_json(output_dir / "metrics.json", running_header(cfg, output_dir))
+    if is_rank_zero() and resume_folder(cfg) is not None:
+        resumed = read_metrics(output_dir / "metrics.json") or running_header(cfg, output_dir)
+        resumed.pop("error", None)
+        write_metrics_json(output_dir / "metrics.json", {**resumed, "status": "running"})
+    elif is_rank_zero():
+        guard_run_folder(output_dir, rerun_unfinished=_skip_completed(cfg))
+        select_sole_encoder(cfg, job_overrides())
+        save_run_config(cfg, output_dir)  # saved first: a run refused by the checks keeps it
+        write_metrics_json(output_dir / "metrics.json", running_header(cfg, output_dir))
+    else:
+        select_sole_encoder(cfg, job_overrides())
     check_config(cfg)
     lightning_logs_to_the_run_log()
     seed_everything(cfg.seed, workers=True)
     return output_dir
+
+
+def check_free_space(output_dir: Path, checkpoint_bytes: int) -> None:
+    """Before training: room for the checkpoints (best, last, and last's temporary copy while
+    it is replaced), or one line now instead of a failed save hours later."""
+    needed = 3 * checkpoint_bytes + 50 * 2**20
+    free = shutil.disk_usage(output_dir).free
+    if free < needed:
+        raise ConfigError(f"paths.output_dir: {output_dir} has {free / 2**20:.0f} MB free; this "
+                          f"run's checkpoints need about {needed / 2**20:.0f} MB: free some "
+                          "space or choose another folder with hydra.run.dir=<folder>")
 
 
 def finish_run(metrics: dict, output_dir: Path) -> None:
@@ -113,9 +134,33 @@ def finish_run(metrics: dict, output_dir: Path) -> None:
     print_run_summary(metrics, metrics["class_names"], str(output_dir))
 
 
-def exit_on_unknown_choice() -> None:
-    """Before Hydra starts: a mistyped config choice on the command line is one line, exit 2."""
-    problem = unknown_choice(sys.argv[1:])
+# Command-line keys that name where a run writes (literally, before any ${...} in the value).
+OUTPUT_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "paths.log_dir", "output")
+
+
+def unwritable_output(arguments: list[str]) -> str | None:
+    """The first output folder given on the command line that cannot be created or written
+    (a file in the way, a read-only or missing mount), described in one line; else None."""
+    for argument in arguments:
+        key, _, value = argument.partition("=")
+        folder = value.strip("'\"").split("${", 1)[0]
+        if key not in OUTPUT_KEYS or not folder:
+            continue
+        existing = Path(folder).absolute()
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir():
+            return f"{key}: cannot create {folder}: {existing} is a file, not a folder"
+        if not os.access(existing, os.W_OK | os.X_OK):
+            return f"{key}: cannot write in {existing} (read-only or no permission); " \
+                   "choose a writable folder"
+    return None
+
+
+def exit_on_command_line_error() -> None:
+    """Before Hydra starts: a mistyped config choice, or an output folder that cannot be
+    written, on the command line is one line, exit 2."""
+    problem = unknown_choice(sys.argv[1:]) or unwritable_output(sys.argv[1:])
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         raise SystemExit(2)
@@ -136,6 +181,8 @@ def _record_failure(error: Exception, record: Path) -> str:
     message, pointing at a saved traceback when the error is not a user's mistake."""
     message = one_line(error)
     output_dir = record.parent
+    if not is_rank_zero():
+        return message
     if not isinstance(error, USER_ERRORS):
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "traceback.txt").write_text(traceback.format_exc())

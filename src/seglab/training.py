@@ -15,20 +15,27 @@ from seglab.builders import (
 )
 from seglab.confusion_plots import write_confusion_outputs
 from seglab.data_problems import stop_on_data_problems
+from seglab.distributed import distributed_job
 from seglab.hparams import log_final_results
 from seglab.models import count_gflops, count_parameters
 from seglab.reproduction import reproduction_record
 from seglab.results import run_header, stage_metrics, versions
-from seglab.task import finish_run, start_run
+from seglab.resume import LAST_CHECKPOINT, resume_folder, resumed_config
+from seglab.task import check_free_space, finish_run, start_run
 from seglab.viz import plot_predictions
 
 
 def train(cfg: DictConfig) -> tuple[dict, dict]:
     """Train, test the best checkpoint, write metrics.json, the test confusion matrix and plots.
 
-    Returns (metrics, objects): the metrics.json contents and the built datamodule, module and
-    trainer, so tests and sweeps can inspect them.
+    With `resume=<run folder>` the run continues from its last.ckpt with its own config.
+    Under DDP every process trains and tests; only global rank zero writes the run's files.
+    Returns (metrics, objects): the metrics.json contents (empty on the other ranks) and the
+    built datamodule, module and trainer, so tests and sweeps can inspect them.
     """
+    run_dir = resume_folder(cfg)
+    if run_dir is not None:
+        cfg = resumed_config(cfg, run_dir)
     output_dir = start_run(cfg)
 
     datamodule = build_datamodule(cfg)
@@ -36,19 +43,27 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     if datamodule.reads_files:
         stop_on_data_problems(datamodule, class_names)
     module = build_module(cfg, class_names, datamodule)
+    check_free_space(output_dir, checkpoint_bytes(module))
     trainer = build_trainer(cfg, build_callbacks(cfg), build_loggers(cfg))
+    datamodule.batch_share(trainer.world_size)
+    weights_only = not cfg.get("trust_checkpoint", False)
 
-    started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
-    train_seconds = time.perf_counter() - started
-    val_logged = dict(trainer.callback_metrics)
+    with distributed_job():
+        started = time.perf_counter()
+        trainer.fit(module, datamodule=datamodule, weights_only=weights_only,
+                    ckpt_path=None if run_dir is None else run_dir / LAST_CHECKPOINT)
+        train_seconds = time.perf_counter() - started
+        val_logged = dict(trainer.callback_metrics)
 
-    checkpoint = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback \
-        else ""
-    trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint or None,
-                 verbose=False)
-    test_logged = dict(trainer.callback_metrics)
-    if trainer.is_global_zero and module.test_confusion is not None:
+        checkpoint = trainer.checkpoint_callback.best_model_path \
+            if trainer.checkpoint_callback else ""
+        trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint or None,
+                     weights_only=weights_only, verbose=False)
+        test_logged = dict(trainer.callback_metrics)
+    objects = {"datamodule": datamodule, "module": module, "trainer": trainer}
+    if not trainer.is_global_zero:
+        return {}, objects
+    if module.test_confusion is not None:
         write_confusion_outputs(module.test_confusion, class_names, output_dir)
 
     metrics = {
@@ -72,4 +87,10 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
                      output_dir / "predictions.png", ignore_index=datamodule.ignore_index,
                      palette=datamodule.palette)
     finish_run(metrics, output_dir)
-    return metrics, {"datamodule": datamodule, "module": module, "trainer": trainer}
+    return metrics, objects
+
+
+def checkpoint_bytes(module) -> int:
+    """About the size of one checkpoint: the weights and two optimizer moments per weight."""
+    return 3 * sum(parameter.numel() * parameter.element_size()
+                   for parameter in module.parameters())

@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 
 from seglab.config import config_dir
 from seglab.evaluation import evaluate
-from seglab.task import exit_on_unknown_choice, run_task
+from seglab.task import exit_on_command_line_error, run_task
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
@@ -17,7 +17,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     """The `seglab-eval` console script."""
-    exit_on_unknown_choice()
+    exit_on_command_line_error()
     hydra_main()
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
 from seglab.config import config_dir
-from seglab.task import exit_on_unknown_choice, run_task
+from seglab.resume import resume_argument
+from seglab.task import exit_on_command_line_error, run_task
 from seglab.training import train
 
 
@@ -17,7 +20,8 @@ def hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     """The `seglab-train` console script."""
-    exit_on_unknown_choice()
+    exit_on_command_line_error()
+    sys.argv += resume_argument(sys.argv[1:])
     hydra_main()
 
 

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from lightning import LightningDataModule
-from torch.utils.data import DataLoader, get_worker_info
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from seglab.data.checks import SplitReport, check_split
 from seglab.data.dataset import SegmentationDataset
 from seglab.data.paired import PairedDataset
 from seglab.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
+from seglab.errors import ConfigError
 from seglab.viz import class_palette
 
 log = logging.getLogger(__name__)
+# torchdata 0.11 calls an API torch 2.14 deprecated, once per loader iterator: noise for users
+warnings.filterwarnings("ignore", message="'set_vital' is deprecated", category=UserWarning)
 
 SPLITS = ("train", "val", "test")
 
@@ -25,6 +31,46 @@ def _seed_worker_transform(worker_id: int) -> None:
     info = get_worker_info()
     if info is not None and info.dataset.transform is not None:
         info.dataset.transform.set_random_seed(info.seed % 2**32)
+
+
+def _transform_generators(transform) -> Iterator:
+    """Every random generator pair of an albumentations pipeline: each transform owns its own."""
+    yield transform.random_generator, transform.py_random
+    for child in getattr(transform, "transforms", ()):
+        yield from _transform_generators(child)
+
+
+class ResumableSplit(Dataset):
+    """A split whose augmentation state travels in checkpoints (torchdata's StatefulDataLoader
+    saves it per loader worker), so a run resumed mid-epoch draws the augmentations the
+    uninterrupted run would have drawn."""
+
+    def __init__(self, dataset: SegmentationDataset) -> None:
+        self.dataset = dataset
+
+    @property
+    def transform(self):
+        return self.dataset.transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.dataset[index]
+
+    def state_dict(self) -> dict:
+        if self.transform is None:
+            return {}
+        return {"generators": [(numpy.bit_generator.state, python.getstate())
+                               for numpy, python in _transform_generators(self.transform)]}
+
+    def load_state_dict(self, state: dict) -> None:
+        saved = state.get("generators", [])
+        generators = list(_transform_generators(self.transform)) if saved else []
+        for (numpy, python), (numpy_state, python_state) in zip(generators, saved, strict=True):
+            numpy.bit_generator.state = numpy_state
+            version, internal, gauss = python_state
+            python.setstate((version, tuple(internal), gauss))
 
 
 class SegmentationDataModule(LightningDataModule):
@@ -72,6 +118,8 @@ class SegmentationDataModule(LightningDataModule):
             "mean": mean, "std": std, "ignore_index": ignore_index}
         self.datasets: dict[str, SegmentationDataset] = {}
         self.skipped: list[str] = []
+        self._train_loader: StatefulDataLoader | None = None
+        self._train_loader_state: dict | None = None
 
     @property
     def class_names(self) -> list[str]:
@@ -141,24 +189,72 @@ class SegmentationDataModule(LightningDataModule):
         for name in wanted:
             self.split(name)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self.split(split), batch_size=self.batch_size, shuffle=shuffle,
-            num_workers=self.num_workers, pin_memory=self.pin_memory,
-            drop_last=shuffle and len(self.split(split)) > self.batch_size,
-            generator=torch.Generator().manual_seed(self.seed),
-            worker_init_fn=_seed_worker_transform,
-            persistent_workers=self.num_workers > 0,
-        )
+    @property
+    def processes(self) -> int:
+        """How many processes share each batch: the trainer's world size under DDP, else 1."""
+        trainer = self.trainer
+        return trainer.world_size if trainer is not None else 1
+
+    def batch_share(self, processes: int) -> int:
+        """`batch_size` is the global batch; each of the DDP `processes` loads its share."""
+        if self.batch_size % processes:
+            raise ConfigError(f"data.batch_size: {self.batch_size} is the global batch and must "
+                              f"divide by the {processes} processes of this run; expected a "
+                              f"multiple of {processes}")
+        return self.batch_size // processes
+
+    def _loader(self, split: str, loader_class: type[DataLoader] = DataLoader,
+                **options) -> DataLoader:
+        return loader_class(
+            split, batch_size=self.batch_share(self.processes), num_workers=self.num_workers,
+            pin_memory=self.pin_memory, generator=torch.Generator().manual_seed(self.seed),
+            worker_init_fn=_seed_worker_transform, persistent_workers=self.num_workers > 0,
+            **options)
+
+    def _rank(self) -> int:
+        return self.trainer.global_rank if self.processes > 1 else 0
+
+    def _evaluation_loader(self, split: str) -> DataLoader:
+        """In order; under DDP each sample goes to exactly one process, none repeated to even
+        out the shares (Lightning's default sampler pads them, counting samples twice)."""
+        dataset = self.split(split)
+        sampler = None
+        if self.processes > 1:
+            sampler = UnrepeatedDistributedSampler(dataset, num_replicas=self.processes,
+                                                   rank=self._rank(), shuffle=False)
+        return self._loader(dataset, sampler=sampler)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        """Shuffled with a permutation drawn from (seed, epoch) (Lightning sets the epoch), each
+        DDP process taking its share; resumable mid-epoch: the position in the epoch and the
+        augmentation state are saved in every checkpoint."""
+        dataset = self.split("train")
+        sampler = DistributedSampler(dataset, num_replicas=self.processes, rank=self._rank(),
+                                     shuffle=True, seed=self.seed)
+        loader = self._loader(ResumableSplit(dataset), StatefulDataLoader, sampler=sampler,
+                              drop_last=len(dataset) > self.batch_size)
+        if self._train_loader_state is not None:
+            loader.load_state_dict(self._train_loader_state)
+            self._train_loader_state = None
+        self._train_loader = loader
+        return loader
+
+    def state_dict(self) -> dict:
+        """The train loader's position and augmentation state, saved in checkpoints. (Lightning
+        saves it too, but restores it only into a loader made after the restore, and the
+        schedulers' `estimated_stepping_batches` makes the loader before.)"""
+        return {} if self._train_loader is None else \
+            {"train_loader": self._train_loader.state_dict()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restored before the train loader is made: it starts where the checkpoint was."""
+        self._train_loader_state = state_dict.get("train_loader")
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._evaluation_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._evaluation_loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._evaluation_loader("test")

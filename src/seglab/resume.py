@@ -1,0 +1,62 @@
+"""`seglab-train resume=<run folder>`: continue a killed or failed run from its last.ckpt, with
+the run's own config, folder and logger run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from seglab.config import job_overrides
+from seglab.errors import ConfigError
+from seglab.results import read_status
+
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+
+
+def resume_folder(cfg: DictConfig) -> Path | None:
+    """The run folder named by `resume=`, or None for a new run."""
+    folder = OmegaConf.select(cfg, "resume", default=None)
+    return None if folder is None else Path(str(folder)).resolve()
+
+
+def resumed_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
+    """The config the run in `run_dir` was started with, after checking it can continue:
+    a seglab run folder, not completed, with a last.ckpt, resumed where it was written and
+    without other overrides (the run's config is what it trains with)."""
+    config_file = run_dir / ".hydra" / "config.yaml"
+    if not run_dir.is_dir():
+        raise ConfigError(f"resume: {run_dir} is not a folder; expected a seglab-train run "
+                          "folder (outputs/train/runs/<date>_<time>)")
+    if not config_file.is_file():
+        raise ConfigError(f"resume: {run_dir} is not a seglab-train run folder: "
+                          f"{config_file} is missing")
+    if read_status(run_dir / "metrics.json") == "completed":
+        raise ConfigError(f"resume: the run in {run_dir} already completed; nothing to continue "
+                          "(start a new run, or seglab-reproduce it)")
+    if not (run_dir / LAST_CHECKPOINT).is_file():
+        raise ConfigError(f"resume: {run_dir / LAST_CHECKPOINT} is missing: the run stopped "
+                          "before its first checkpoint; start it again instead")
+    others = [item for item in job_overrides() if item.split("=", 1)[0] != "resume"]
+    if others:
+        raise ConfigError(f"resume: continues the run with its own config; remove the other "
+                          f"overrides {' '.join(others)} (or start a new run with them)")
+    run_cfg = OmegaConf.load(config_file)
+    written_to = Path(str(OmegaConf.select(run_cfg, "paths.output_dir"))).resolve()
+    if written_to != run_dir:
+        raise ConfigError(f"resume: the run was written to {written_to} and its config and "
+                          f"checkpoints name that folder; resume it there, not from {run_dir}")
+    with open_dict(run_cfg):
+        run_cfg.resume = str(run_dir)
+        run_cfg.trust_checkpoint = cfg.get("trust_checkpoint", False)
+    return run_cfg
+
+
+def resume_argument(arguments: list[str]) -> list[str]:
+    """Before Hydra starts: `resume=<folder>` also sends Hydra's own log of this session into
+    that folder (`hydra.run.dir`), instead of a new, empty run folder."""
+    for argument in arguments:
+        key, _, value = argument.partition("=")
+        if key == "resume" and Path(value).is_dir():
+            return [f'hydra.run.dir="{Path(value).resolve()}"']
+    return []
