@@ -3,6 +3,7 @@
 import os
 import signal
 
+import torch
 from lightning import Callback
 
 
@@ -16,3 +17,19 @@ class KillAtStep(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.ckpt_path is None and trainer.global_step == self.step:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class PoisonWeightsAtStep(Callback):
+    """At the end of training step `step`, copy best.ckpt's bytes aside (for the test to
+    compare) and fill one weight with NaN: the next step's loss is NaN, as in a diverging run."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+        self.best_before: bytes | None = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step != self.step:
+            return
+        self.best_before = open(trainer.checkpoint_callback.best_model_path, "rb").read()
+        with torch.no_grad():
+            next(pl_module.net.parameters()).fill_(float("nan"))
