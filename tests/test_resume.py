@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from conftest import TINY, compose_config, run_cli
 from seglab.errors import ConfigError
+from seglab.resume import resumed_config
 from seglab.training import train
 
 TESTS = Path(__file__).parent
@@ -93,3 +95,19 @@ def test_a_run_that_cannot_continue_is_refused_untouched(tmp_path, finished_run,
 def test_resume_needs_a_folder(tmp_path, tiny_train_cfg):
     with pytest.raises(ConfigError, match="resume: .* not a folder"):
         train(tiny_train_cfg("again", [f"resume={tmp_path / 'nowhere'}"]))
+
+
+def test_a_resumed_run_continues_its_wandb_run(tmp_path, finished_run):
+    run = shutil.copytree(finished_run, tmp_path / "run")
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**metrics, "status": "failed"}))
+    saved = OmegaConf.load(run / ".hydra" / "config.yaml")
+    saved.logger = {"wandb": {"_target_": "lightning.pytorch.loggers.WandbLogger"}}
+    saved.paths.output_dir = str(run)  # as if the run had been written here
+    OmegaConf.save(saved, run / ".hydra" / "config.yaml")
+    (run / "wandb" / "offline-run-20261121_101010-k3x9q2ab").mkdir(parents=True)
+    (run / "wandb" / "latest-run").symlink_to("offline-run-20261121_101010-k3x9q2ab")
+    cfg = compose_config("train", tmp_path / "ignored", [f"resume={run}"])
+    resumed = resumed_config(cfg, run)
+    assert (resumed.logger.wandb.id, resumed.logger.wandb.resume) == ("k3x9q2ab", "allow")
+    assert resumed.paths.output_dir == str(run)

@@ -49,7 +49,17 @@ def resumed_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
     with open_dict(run_cfg):
         run_cfg.resume = str(run_dir)
         run_cfg.trust_checkpoint = cfg.get("trust_checkpoint", False)
+        wandb_run = _wandb_run_id(run_dir)
+        if OmegaConf.select(run_cfg, "logger.wandb") is not None and wandb_run is not None:
+            run_cfg.logger.wandb.id = wandb_run  # the same wandb run goes on
+            run_cfg.logger.wandb.resume = "allow"
     return run_cfg
+
+
+def _wandb_run_id(run_dir: Path) -> str | None:
+    """The id of the run's wandb run: wandb/latest-run links to `[offline-]run-<time>-<id>`."""
+    latest = run_dir / "wandb" / "latest-run"
+    return latest.resolve().name.rsplit("-", 1)[-1] if latest.exists() else None
 
 
 def resume_argument(arguments: list[str]) -> list[str]:
