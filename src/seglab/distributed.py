@@ -19,10 +19,11 @@ from contextlib import contextmanager
 
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import get_original_cwd, to_absolute_path
+from hydra.utils import get_original_cwd
 from lightning.fabric.strategies.launchers import subprocess_script as fabric_launcher
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.strategies.launchers import subprocess_script as pytorch_launcher
+from omegaconf import OmegaConf
 
 # What Lightning's launcher sets in the parent's environment for its children.
 RENDEZVOUS_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
@@ -36,22 +37,23 @@ def is_rank_zero() -> bool:
 
 
 def job_subprocess_command(local_rank: int) -> tuple[Sequence[str], str]:
-    """The command line of process `local_rank` of this Hydra job, and its working folder."""
-    import __main__  # here, as Lightning does: the entry module as it is when launching
-
+    """The command line of process `local_rank` of this Hydra job, and its working folder:
+    the entry point named by the job's config (`seglab.cli.train` for train.yaml), whatever
+    runs the job (a console script, submitit's or Ray's worker)."""
     hydra = HydraConfig.get()
-    if __main__.__spec__ is None:
-        command = [sys.executable, to_absolute_path(sys.argv[0])]
-    else:
-        command = [sys.executable, "-m", __main__.__spec__.name]
-    output_dir = hydra.runtime.output_dir
-    log_file = os.path.join(output_dir, f"{hydra.job.name}.rank{local_rank}.log")
-    command += [*hydra.overrides.task, f'hydra.run.dir="{output_dir}"',
-                f"hydra.job.name={hydra.job.name}", "hydra.output_subdir=null",
-                f'hydra.job_logging.handlers.file.filename="{log_file}"']
+    command = [sys.executable, "-m", f"seglab.cli.{hydra.job.config_name}"]
+    command += [*hydra.overrides.task, f'hydra.run.dir="{hydra.runtime.output_dir}"',
+                f"hydra.job.name={hydra.job.name}", "hydra.output_subdir=null"]
     return command, get_original_cwd()
 
 
+def log_suffix() -> str:
+    """`${log_suffix:}` (conf/hydra/default.yaml): rank zero logs to <run>/train.log, the other
+    processes of a DDP run (started by Lightning, torchrun or SLURM) to train.rank<N>.log."""
+    return "" if is_rank_zero() else f".rank{rank_zero_only.rank}"
+
+
+OmegaConf.register_new_resolver("log_suffix", log_suffix, replace=True)
 fabric_launcher._hydra_subprocess_cmd = job_subprocess_command
 pytorch_launcher._hydra_subprocess_cmd = job_subprocess_command
 
