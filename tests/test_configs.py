@@ -29,7 +29,7 @@ def test_default_config_is_the_documented_one(tmp_path):
     cfg = compose_config("train", tmp_path)
     assert (cfg.model.name, cfg.encoder.name, cfg.data.name) == ("unet", "resnet18", "synthetic")
     assert cfg.seed == 0
-    assert choices("trainer") == ["cpu", "debug", "default", "gpu", "gpu_amp"]
+    assert choices("trainer") == ["cpu", "ddp", "ddp_cpu", "debug", "default", "gpu", "gpu_amp"]
     assert choices("logger") == ["csv", "none", "tensorboard", "wandb"]
     assert choices("optimizer") == ["adam", "adamw", "sgd"]
     assert choices("scheduler") == ["cosine", "none", "plateau", "poly"]
@@ -69,7 +69,9 @@ def test_training_choices_build_a_module_that_configures_optimizers(tmp_path, gr
 def test_trainer_choices_instantiate(tmp_path, choice):
     cfg = compose_config("train", tmp_path, [*TINY, f"trainer={choice}"])
     if cfg.trainer.accelerator == "gpu":
-        assert cfg.trainer.devices == 1
+        assert cfg.trainer.devices == ("auto" if choice == "ddp" else 1)
+        if choice == "ddp":
+            assert (cfg.trainer.strategy, cfg.trainer.sync_batchnorm) == ("ddp", True)
         if choice == "gpu_amp":
             assert cfg.trainer.precision == "bf16-mixed"
         return  # no GPU in CI: the composed values are what can be checked here
@@ -115,7 +117,8 @@ def test_experiment_and_debug_bundles_compose(tmp_path, choice):
 @pytest.mark.parametrize("override, message", [
     ("data.batch_size=abc", "data.batch_size = 'abc' (str): expected a positive integer"),
     ("optimizer.lr=-1", "optimizer.lr = -1 (int): expected a positive number"),
-    ("trainer.max_epochs=1.5", "trainer.max_epochs = 1.5 (float): expected an integer or null"),
+    ("trainer.max_epochs=1.5", "trainer.max_epochs = 1.5 (float): expected a positive integer, "
+                               "-1 (no limit) or null"),
     ("seed=zero", "seed = 'zero' (str): expected an integer"),
 ])
 def test_wrong_types_are_named(tmp_path, override, message):

@@ -24,6 +24,7 @@ from seglab.errors import USER_ERRORS, ConfigError, one_line
 from seglab.report import print_run_summary
 from seglab.results import read_metrics, read_status, write_metrics_json
 from seglab.resume import resume_folder
+from seglab.wandb_setup import api_key_override, check_wandb_online, refuse_api_key
 
 
 def _skip_completed(cfg: DictConfig) -> bool:
@@ -100,6 +101,7 @@ def start_run(cfg: DictConfig) -> Path:
     everything: the run folder. A resumed run keeps its saved config and header; the other
     processes of a DDP run write nothing."""
     output_dir = Path(cfg.paths.output_dir)
+    refuse_api_key(cfg)  # before anything is saved: no API key in the run folder
     if is_rank_zero() and resume_folder(cfg) is not None:
         resumed = read_metrics(output_dir / "metrics.json") or running_header(cfg, output_dir)
         resumed.pop("error", None)
@@ -112,6 +114,7 @@ def start_run(cfg: DictConfig) -> Path:
     else:
         select_sole_encoder(cfg, job_overrides())
     check_config(cfg)
+    check_wandb_online(cfg)
     lightning_logs_to_the_run_log()
     seed_everything(cfg.seed, workers=True)
     return output_dir
@@ -158,9 +161,10 @@ def unwritable_output(arguments: list[str]) -> str | None:
 
 
 def exit_on_command_line_error() -> None:
-    """Before Hydra starts: a mistyped config choice, or an output folder that cannot be
-    written, on the command line is one line, exit 2."""
-    problem = unknown_choice(sys.argv[1:]) or unwritable_output(sys.argv[1:])
+    """Before Hydra starts: a mistyped config choice, an output folder that cannot be
+    written, or an API key on the command line is one line, exit 2."""
+    problem = unknown_choice(sys.argv[1:]) or unwritable_output(sys.argv[1:]) \
+        or api_key_override(sys.argv[1:])
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         raise SystemExit(2)
