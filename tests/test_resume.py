@@ -75,6 +75,7 @@ def _snapshot(folder: Path) -> dict:
     ("completed", "already completed; nothing to continue"),
     ("no last.ckpt", "last.ckpt is missing: the run stopped before its first checkpoint"),
     ("no config", "is not a seglab-train run folder"),
+    ("truncated last.ckpt", "resume: .*last.ckpt is truncated or corrupt"),
 ])
 def test_a_run_that_cannot_continue_is_refused_untouched(tmp_path, finished_run,
                                                          tiny_train_cfg, damage, message):
@@ -84,6 +85,9 @@ def test_a_run_that_cannot_continue_is_refused_untouched(tmp_path, finished_run,
         (run / "metrics.json").write_text(json.dumps({**metrics, "status": "failed"}))
     if damage == "no last.ckpt":
         (run / "checkpoints" / "last.ckpt").unlink()
+    if damage == "truncated last.ckpt":
+        checkpoint = run / "checkpoints" / "last.ckpt"
+        checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
     if damage == "no config":
         (run / ".hydra" / "config.yaml").unlink()
     before = _snapshot(run)

@@ -6,6 +6,7 @@ import torch
 
 from seglab.data.datamodule import SegmentationDataModule
 from seglab.data.synthetic import SyntheticShapes, class_names_for, draw_scene
+from seglab.errors import ConfigError
 from seglab.metrics import segmentation_scores
 
 LENGTHS = {"train": 64, "val": 32, "test": 32}
@@ -34,12 +35,14 @@ def test_samples_follow_the_dataset_contract():
 
 
 def test_bad_options_are_named():
-    with pytest.raises(ValueError, match="num_classes from 2 to 6, got 9"):
+    with pytest.raises(ConfigError, match="data.num_classes = 9: the synthetic scenes have 2 to 6"):
         class_names_for(9)
     with pytest.raises(ValueError, match="unknown split 'dev'"):
         SyntheticShapes("dev", LENGTHS)
-    with pytest.raises(ValueError, match="positive size for split 'test'"):
+    with pytest.raises(ConfigError, match="positive number of scenes for the test split"):
         SyntheticShapes("test", {"train": 4})
+    with pytest.raises(ConfigError, match="data.lengths = 'train:32': expected the number"):
+        SyntheticShapes("train", "train:32")
 
 
 def test_a_colour_lookup_cannot_solve_it():

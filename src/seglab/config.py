@@ -9,6 +9,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from seglab import wandb_setup  # noqa: F401 (registers ${wandb_offline:}, ${wandb_log_model:})
 from seglab.errors import ConfigError
 from seglab.models import MODELS, check_pair, supported_encoders
 
@@ -96,25 +97,65 @@ def _is_number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _is_fraction(value) -> bool:
+    return _is_number(value) and 0 <= value <= 1
+
+
+def _are_numbers(value, count: int | None = None) -> bool:
+    return isinstance(value, list) and all(map(_is_number, value)) and \
+        (count is None or len(value) == count)
+
+
+def _is_scale_range(value) -> bool:
+    return value is None or (_are_numbers(value, 2) and 0 < value[0] <= value[1])
+
+
 # key -> (test, what was expected); checked only where the key is present in the config.
 TYPED_KEYS = {
     "seed": (_is_int, "an integer"),
+    "trust_checkpoint": (lambda v: isinstance(v, bool), "true or false"),
     "data.num_classes": (lambda v: _is_int(v) and v >= 2, "an integer of at least 2"),
+    "data.class_names": (lambda v: v is None or (isinstance(v, list) and all(
+        isinstance(name, str) for name in v)), "null (the dataset's own) or a list of names"),
     "data.batch_size": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
     "data.num_workers": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
     "data.ignore_index": (_is_int, "an integer"),
-    "data.input_size": (lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_int, v)),
-                        "a [height, width] pair of integers"),
-    "trainer.max_epochs": (lambda v: v is None or _is_int(v), "an integer or null"),
+    "data.input_size": (lambda v: isinstance(v, list) and len(v) == 2 and all(
+        _is_int(side) and side >= 1 for side in v), "a [height, width] pair of positive integers"),
+    "data.mean": (lambda v: _are_numbers(v, 3), "3 numbers, one per RGB channel"),
+    "data.std": (lambda v: _are_numbers(v, 3) and min(v) > 0,
+                 "3 positive numbers, one per RGB channel"),
+    "data.hflip": (_is_fraction, "a probability in [0, 1]"),
+    "data.vflip": (_is_fraction, "a probability in [0, 1]"),
+    "data.color_jitter": (_is_fraction, "a strength in [0, 1]"),
+    "data.scale": (_is_scale_range, "null or a [low, high] range of positive factors, low <= high"),
+    "data.on_error": (lambda v: v in ("raise", "skip"), "raise or skip"),
+    "trainer.max_epochs": (lambda v: v is None or v == -1 or (_is_int(v) and v >= 1),
+                           "a positive integer, -1 (no limit) or null"),
     "optimizer.lr": (lambda v: _is_number(v) and v > 0, "a positive number"),
     "optimizer.weight_decay": (lambda v: _is_number(v) and v >= 0, "a non-negative number"),
     "optimizer.momentum": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "optimizer.encoder_lr_mult": (lambda v: _is_number(v) and v >= 0, "a non-negative number"),
+    "loss.gamma": (lambda v: _is_number(v) and v >= 0, "a non-negative number"),
+    "loss.weights": (lambda v: isinstance(v, dict) and all(
+        _is_number(weight) and weight >= 0 for weight in v.values()),
+        "a non-negative number per loss term, such as {ce: 1.0, dice: 1.0}"),
+    "scheduler.factory.power": (lambda v: _is_number(v) and v >= 0, "a non-negative number"),
+    "scheduler.factory.eta_min": (lambda v: _is_number(v) and v >= 0, "a non-negative number"),
+    "scheduler.factory.factor": (lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)"),
+    "scheduler.factory.patience": (lambda v: _is_int(v) and v >= 0,
+                                   "a non-negative number of epochs"),
+    "predict.batch_size": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "predict.num_workers": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "predict.alpha": (_is_fraction, "an opacity in [0, 1]"),
+    "predict.overlap": (lambda v: _is_number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
+    "predict.max_pixels": (lambda v: _is_int(v) and v >= 1, "a positive number of pixels"),
+    **{f"predict.{switch}": (lambda v: isinstance(v, bool), "true or false")
+       for switch in ("tta", "flip", "side_by_side", "save_as_dataset", "video_frames")},
 }
 
 
-def check_config(cfg: DictConfig) -> None:
-    """Raise ConfigError naming the first key whose value has the wrong type or range, or a
-    model/encoder pair the registry refuses."""
+def _check_types(cfg: DictConfig) -> None:
     for key, (test, expected) in TYPED_KEYS.items():
         value = OmegaConf.select(cfg, key, default="<absent>")
         if isinstance(value, str) and value == "<absent>":
@@ -124,12 +165,53 @@ def check_config(cfg: DictConfig) -> None:
         if not test(value):
             raise ConfigError(f"config key {key} = {value!r} ({type(value).__name__}): "
                               f"expected {expected}")
-    weights = OmegaConf.select(cfg, "loss.class_weights")
+
+
+def _class_weight_keys(node, prefix: str = "loss") -> list[str]:
+    """The keys of every `class_weights` in the loss config (ce_dice has one per term)."""
+    if not OmegaConf.is_dict(node):
+        return []
+    found = []
+    for key in node:
+        path = f"{prefix}.{key}"
+        found += [path] if key == "class_weights" else _class_weight_keys(node[key], path)
+    return found
+
+
+def _check_classes(cfg: DictConfig) -> None:
+    """Class names and class weights, one per class of data.num_classes."""
     classes = OmegaConf.select(cfg, "data.num_classes")
-    if weights is not None and weights != "auto" and (
-            not OmegaConf.is_list(weights) or len(weights) != classes):
-        raise ConfigError(f"config key loss.class_weights = {weights}: expected auto or a list "
-                          f"of {classes} numbers (data.num_classes)")
+    names = OmegaConf.select(cfg, "data.class_names")
+    if names is not None and len(names) != classes:
+        raise ConfigError(f"config key data.class_names = {list(names)}: expected "
+                          f"{classes} names, one per class (data.num_classes={classes})")
+    for key in _class_weight_keys(OmegaConf.select(cfg, "loss")):
+        weights = OmegaConf.select(cfg, key)
+        if weights is None or weights == "auto":
+            continue
+        values = OmegaConf.to_container(weights) if OmegaConf.is_list(weights) else weights
+        if not (_are_numbers(values, classes) and min(values) >= 0):
+            raise ConfigError(f"config key {key} = {weights}: expected auto or a list of "
+                              f"{classes} numbers (non-negative, one per class of "
+                              "data.num_classes), or null")
+
+
+def _check_run_length(cfg: DictConfig) -> None:
+    """A schedule over the whole run needs a finite one."""
+    horizon = OmegaConf.select(cfg, "scheduler.horizon_arg")
+    if OmegaConf.select(cfg, "trainer.max_epochs") == -1 and horizon is not None:
+        raise ConfigError("config key trainer.max_epochs = -1 (no limit): the scheduler sets "
+                          f"its {horizon} from the run's length; expected a positive number of "
+                          "epochs, or scheduler=none or scheduler=plateau")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Raise ConfigError naming the first key whose value has the wrong type or range, class
+    names or weights that do not match the number of classes, or a model/encoder pair the
+    registry refuses."""
+    _check_types(cfg)
+    _check_classes(cfg)
+    _check_run_length(cfg)
     model = OmegaConf.select(cfg, "model.name")
     encoder = OmegaConf.select(cfg, "model.encoder")
     if model is not None and encoder is not None:

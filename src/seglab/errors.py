@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from hydra.errors import InstantiationException
-from omegaconf.errors import OmegaConfBaseException
-
-from seglab.data.files import DataError
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 
 class ConfigError(ValueError):
     """A config value, file or choice that cannot work, with what was expected."""
+
+
+class DataError(ValueError):
+    """A file that cannot be used as it is, named with what is wrong with it."""
 
 
 USER_ERRORS = (ConfigError, DataError, OmegaConfBaseException, InstantiationException,
@@ -24,5 +26,8 @@ def one_line(error: BaseException) -> str:
                     if line.strip().startswith("full_key:")), None)
         cause = error.__cause__ if error.__cause__ is not None else lines[0]
         where = f"config group '{key}': " if key else ""
-        return f"{where}{cause}"
+        return " ".join(f"{where}{cause}".split())
+    if isinstance(error, MissingMandatoryValue) and error.full_key:
+        return (f"{error.full_key}: no value given; expected one on the command line, "
+                f"such as {error.full_key}=<value>")
     return " ".join(str(error).split())

@@ -8,13 +8,14 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seglab.builders import build_datamodule, build_loggers, build_module, build_trainer
-from seglab.config import job_overrides
+from seglab.checkpoints import trusted
 from seglab.confusion_plots import write_confusion_outputs
 from seglab.data_problems import stop_on_data_problems
 from seglab.errors import ConfigError
-from seglab.inference.loading import published_card
+from seglab.inference.loading import describe_network, published_card
+from seglab.models.weights import check_fits, read_weights_file
 from seglab.results import run_header, stage_metrics, versions
-from seglab.run_config import load_run_config, merge_run_config
+from seglab.run_config import checkpoint_run_config
 from seglab.task import finish_run, start_run
 
 # Sections that say where this evaluation writes: taken from the eval config, not the run's.
@@ -49,7 +50,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict, dict]:
     ckpt_path = None
     if cfg.get("ckpt_path"):
         ckpt_path = Path(cfg.ckpt_path).expanduser().resolve()
-        cfg = merge_run_config(load_run_config(ckpt_path), cfg, job_overrides(), EVAL_OWNED)
+        cfg = checkpoint_run_config(ckpt_path, cfg, EVAL_OWNED)
         source = {"checkpoint": str(ckpt_path), "evaluated_run": str(ckpt_path.parent.parent)}
     elif OmegaConf.select(cfg, "model.weights"):
         cfg, weights = published_eval_config(cfg)
@@ -67,8 +68,11 @@ def evaluate(cfg: DictConfig) -> tuple[dict, dict]:
         stop_on_data_problems(datamodule, class_names)
     module = build_module(cfg, class_names, datamodule)
     trainer = build_trainer(cfg, callbacks=[], loggers=build_loggers(cfg))
+    if ckpt_path is not None:  # a one-line error now, rather than Lightning's strict load
+        check_fits(module.net, read_weights_file(ckpt_path, trusted(cfg), key="ckpt_path"),
+                   f"ckpt_path: {ckpt_path} does not fit {describe_network(cfg)}")
     trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path and str(ckpt_path),
-                 verbose=False)
+                 weights_only=not trusted(cfg), verbose=False)
     if trainer.is_global_zero and module.test_confusion is not None:
         write_confusion_outputs(module.test_confusion, class_names, output_dir)
 

@@ -14,14 +14,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from seglab.config import check_config, job_overrides
+from seglab.checkpoints import trusted
+from seglab.config import check_config
 from seglab.errors import ConfigError
 from seglab.inference.card import ModelCard
 from seglab.inference.loading import checkpoint_class_names, load_checkpoint_net, run_card
 from seglab.inference.onnx_model import CARD_KEY, import_export_extra, load_onnx_model
 from seglab.models import SegmentationNet
 from seglab.results import versions
-from seglab.run_config import load_run_config, merge_run_config
+from seglab.run_config import checkpoint_run_config
 from seglab.task import refuse_run_folder, save_run_config
 
 log = logging.getLogger(__name__)
@@ -192,7 +193,7 @@ def export(cfg: DictConfig) -> tuple[dict, dict]:
         for name in ("onnx", "onnxscript", "onnxruntime"):
             import_export_extra(name)
     ckpt_path = Path(cfg.ckpt_path).expanduser().resolve()
-    cfg = merge_run_config(load_run_config(ckpt_path), cfg, job_overrides(), EXPORT_OWNED)
+    cfg = checkpoint_run_config(ckpt_path, cfg, EXPORT_OWNED)
     size, dynamic, opset = export_options(cfg)
     output_dir = Path(cfg.paths.output_dir)
     path = output_dir / FILES[cfg.format]
@@ -203,7 +204,7 @@ def export(cfg: DictConfig) -> tuple[dict, dict]:
     check_config(cfg)
     save_run_config(cfg, output_dir)
     net = load_checkpoint_net(cfg, ckpt_path)
-    card = run_card(cfg, checkpoint_class_names(ckpt_path), str(ckpt_path))
+    card = run_card(cfg, checkpoint_class_names(ckpt_path, trusted(cfg)), str(ckpt_path))
     # the file's own size; a fixed preprocessing size follows it
     card = replace(card, input_size=size,
                    resize=size if isinstance(card.resize, list) else card.resize)

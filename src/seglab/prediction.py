@@ -13,7 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from seglab.config import job_overrides
+from seglab.checkpoints import trusted
+from seglab.config import check_config
 from seglab.data.files import DataError
 from seglab.errors import ConfigError
 from seglab.inference.card import ModelCard
@@ -38,8 +39,8 @@ from seglab.inference.outputs import PictureWriter, unique_names
 from seglab.inference.progress import Throughput
 from seglab.inference.video import predict_video
 from seglab.results import read_status, versions, write_metrics_json
-from seglab.run_config import load_run_config, merge_run_config
-from seglab.task import refuse_run_folder, save_run_config
+from seglab.run_config import checkpoint_run_config
+from seglab.task import FolderRefused, refuse_run_folder, save_run_config
 
 RECORD = "predictions.json"
 PREDICT_OWNED = ("paths", "logger", "task_name", "ckpt_path", "onnx_path", "input", "output",
@@ -59,9 +60,9 @@ def load_model(cfg: DictConfig) -> tuple[object, ModelCard, DictConfig]:
         return net, card, cfg
     if cfg.get("ckpt_path"):
         ckpt_path = Path(cfg.ckpt_path).expanduser().resolve()
-        merged = merge_run_config(load_run_config(ckpt_path), cfg, job_overrides(),
-                                  PREDICT_OWNED)
-        card = run_card(merged, checkpoint_class_names(ckpt_path), str(ckpt_path))
+        merged = checkpoint_run_config(ckpt_path, cfg, PREDICT_OWNED)
+        card = run_card(merged, checkpoint_class_names(ckpt_path, trusted(merged)),
+                        str(ckpt_path))
         return load_checkpoint_net(merged, ckpt_path), card, merged
     if OmegaConf.select(cfg, "model.weights"):
         return load_published_net(cfg), published_card(cfg), cfg
@@ -165,7 +166,7 @@ def predict_images(items, predictor: Predictor, writer: PictureWriter, predict: 
 def guard_output(output_dir: Path) -> None:
     """Refuse a folder holding finished predictions, or a training or evaluation run."""
     if read_status(output_dir / RECORD) == "completed":
-        raise ConfigError(f"output: {output_dir} already holds finished predictions; choose a "
+        raise FolderRefused(f"output: {output_dir} already holds finished predictions; choose a "
                           "new output= (nothing was changed)")
     refuse_run_folder(output_dir, "output")
 
@@ -177,6 +178,7 @@ def predict(cfg: DictConfig) -> tuple[dict, dict]:
     guard_output(output_dir)
     kind, items = list_inputs(str(cfg.input))
     net, card, cfg = load_model(cfg)
+    check_config(cfg)
     predict_cfg = OmegaConf.to_container(cfg.predict, resolve=True)
     save_run_config(cfg, output_dir)
     options = options_from_config(predict_cfg, card.input_size)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from seglab.checkpoints import read_checkpoint, trusted
 from seglab.config import job_overrides
 from seglab.errors import ConfigError
 from seglab.results import read_status
@@ -37,6 +38,7 @@ def resumed_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
     if not (run_dir / LAST_CHECKPOINT).is_file():
         raise ConfigError(f"resume: {run_dir / LAST_CHECKPOINT} is missing: the run stopped "
                           "before its first checkpoint; start it again instead")
+    read_checkpoint(run_dir / LAST_CHECKPOINT, trusted(cfg), key="resume")  # whole and safe
     others = [item for item in job_overrides() if item.split("=", 1)[0] != "resume"]
     if others:
         raise ConfigError(f"resume: continues the run with its own config; remove the other "
@@ -48,7 +50,7 @@ def resumed_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
                           f"checkpoints name that folder; resume it there, not from {run_dir}")
     with open_dict(run_cfg):
         run_cfg.resume = str(run_dir)
-        run_cfg.trust_checkpoint = cfg.get("trust_checkpoint", False)
+        run_cfg.trust_checkpoint = trusted(cfg)
         wandb_run = _wandb_run_id(run_dir)
         if OmegaConf.select(run_cfg, "logger.wandb") is not None and wandb_run is not None:
             run_cfg.logger.wandb.id = wandb_run  # the same wandb run goes on

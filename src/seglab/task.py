@@ -27,6 +27,11 @@ from seglab.resume import resume_folder
 from seglab.wandb_setup import api_key_override, check_wandb_online, refuse_api_key
 
 
+class FolderRefused(ConfigError):
+    """The output folder belongs to another run: nothing may be written into it, not even the
+    failure record."""
+
+
 def _skip_completed(cfg: DictConfig) -> bool:
     return bool(OmegaConf.select(cfg, "sweep.skip_completed", default=False))
 
@@ -36,13 +41,13 @@ def guard_run_folder(output_dir: Path, rerun_unfinished: bool = False) -> None:
     `rerun_unfinished`, the checkpoints of a run that never completed are kept aside in
     `checkpoints.unfinished/` and the folder is used again."""
     if read_status(output_dir / "metrics.json") == "completed":
-        raise ConfigError(f"run folder {output_dir} already holds a finished run; "
+        raise FolderRefused(f"run folder {output_dir} already holds a finished run; "
                           "choose a new hydra.run.dir (nothing was changed)")
     checkpoints = output_dir / "checkpoints"
     if not (checkpoints / "best.ckpt").exists():
         return
     if not rerun_unfinished:
-        raise ConfigError(f"run folder {output_dir} holds checkpoints of a run that did not "
+        raise FolderRefused(f"run folder {output_dir} holds checkpoints of a run that did not "
                           "complete; choose a new hydra.run.dir, or rerun the sweep with "
                           "sweep.skip_completed=true (nothing was changed)")
     kept = output_dir / "checkpoints.unfinished"
@@ -54,7 +59,7 @@ def refuse_run_folder(output_dir: Path, key: str) -> None:
     """For commands that write beside a run (predict, export): never into a training or
     evaluation run's folder, whose saved config they would replace."""
     if (output_dir / "metrics.json").exists() or (output_dir / "checkpoints").exists():
-        raise ConfigError(f"{key}: {output_dir} is a training or evaluation run folder; choose "
+        raise FolderRefused(f"{key}: {output_dir} is a training or evaluation run folder; choose "
                           "a new folder (nothing was changed)")
 
 
@@ -220,7 +225,8 @@ def run_task(task: Callable[[DictConfig], tuple[dict, dict]], cfg: DictConfig,
         metrics, _ = task(cfg)
         failed = False
     except Exception as error:
-        message = _record_failure(error, output_dir / record)
+        message = one_line(error) if isinstance(error, FolderRefused) \
+            else _record_failure(error, output_dir / record)
         multirun = _in_multirun()
         if os.environ.get("HYDRA_FULL_ERROR") == "1" or \
                 (not multirun and not isinstance(error, USER_ERRORS)):

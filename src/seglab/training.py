@@ -13,6 +13,7 @@ from seglab.builders import (
     build_module,
     build_trainer,
 )
+from seglab.checkpoints import trusted
 from seglab.confusion_plots import write_confusion_outputs
 from seglab.data_problems import stop_on_data_problems
 from seglab.distributed import distributed_job
@@ -46,7 +47,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     check_free_space(output_dir, checkpoint_bytes(module))
     trainer = build_trainer(cfg, build_callbacks(cfg), build_loggers(cfg))
     datamodule.batch_share(trainer.world_size)
-    weights_only = not cfg.get("trust_checkpoint", False)
+    weights_only = not trusted(cfg)
 
     with distributed_job():
         started = time.perf_counter()

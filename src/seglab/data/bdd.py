@@ -6,8 +6,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from seglab.data.files import images_in, pair_by_stem
-from seglab.data.layout import require, seeded_split
+from seglab.data.layout import require, require_root, seeded_split
 from seglab.data.paired import PairedDataset, ValueMask
+from seglab.errors import ConfigError
 
 CLASSES = ["direct", "alternative", "background"]  # mask values 0, 1, 2
 PAGE = "https://bdd-data.berkeley.edu/ (100K images and drivable-area masks)"
@@ -28,14 +29,16 @@ def bdd_dataset(root: str, split: str, subset: int | None = None,
         transform: Callable[..., dict] | None = None) -> PairedDataset:
     """Without `subset`: the official train and val parts (test = val). With `subset: N`: N
     pairs drawn (seeded) from train and val together, split by `split_fractions`."""
+    root = require_root(root, "bdd", LAYOUT, PAGE)
     if subset is None:
-        pairs, problems = _official(Path(root), "val" if split == "test" else split)
+        pairs, problems = _official(root, "val" if split == "test" else split)
     else:
-        train, train_problems = _official(Path(root), "train")
-        val, val_problems = _official(Path(root), "val")
+        train, train_problems = _official(root, "train")
+        val, val_problems = _official(root, "val")
         pool, problems = train + val, train_problems + val_problems
         if not 0 < subset <= len(pool):
-            raise ValueError(f"data.subset={subset} but bdd has {len(pool)} pairs")
+            raise ConfigError(f"data.subset = {subset}: expected a number of pairs from 1 to "
+                              f"the {len(pool)} that bdd has under {root}")
         pool = seeded_split(pool, "train", {"train": subset / len(pool),
                                             "val": 1 - subset / len(pool)}, seed)
         pairs = seeded_split(pool, split, split_fractions, seed)

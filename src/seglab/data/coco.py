@@ -13,7 +13,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from seglab.data.files import DataError, Pair, read_image
-from seglab.data.layout import require
+from seglab.data.layout import require, require_root
 from seglab.data.paired import PairedDataset
 from seglab.data.voc import CLASSES as VOC_CLASSES
 
@@ -128,9 +128,10 @@ def coco_dataset(root: str, split: str, categories: str = "all",
         raise DataError(f"coco: data.categories must be one of {', '.join(CATEGORIES)}, "
                         f"got {categories!r}")
     image_set = (image_sets or IMAGE_SETS)[split]
-    listing = require(Path(root) / "annotations" / f"instances_{image_set}.json", "coco",
+    root = require_root(root, "coco", LAYOUT, PAGE)
+    listing = require(root / "annotations" / f"instances_{image_set}.json", "coco",
                       LAYOUT, PAGE)
-    folder = require(Path(root) / image_set, "coco", LAYOUT, PAGE)
+    folder = require(root / image_set, "coco", LAYOUT, PAGE)
     coco = read_annotations(listing)
     labels, class_names = category_labels(coco, categories)
     if num_classes is not None and num_classes != len(class_names):

@@ -34,8 +34,10 @@ def _seed_worker_transform(worker_id: int) -> None:
 
 
 def _transform_generators(transform) -> Iterator:
-    """Every random generator pair of an albumentations pipeline: each transform owns its own."""
-    yield transform.random_generator, transform.py_random
+    """Every random generator pair of an albumentations pipeline: each transform owns its own
+    (plain functions inside it, such as a Lambda's, have none)."""
+    if hasattr(transform, "random_generator") and hasattr(transform, "py_random"):
+        yield transform.random_generator, transform.py_random
     for child in getattr(transform, "transforms", ()):
         yield from _transform_generators(child)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,19 +10,26 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from seglab.errors import DataError
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
-class DataError(ValueError):
-    """A file that cannot be used as it is, named with what is wrong with it."""
-
-
 def _open(path: Path) -> Image.Image:
+    """The decoded image, with its EXIF orientation applied. Above Image.MAX_IMAGE_PIXELS
+    (Pillow's guard against decompression bombs, where it would only warn below twice the
+    limit) a file is a DataError, so it is reported and can be skipped like any bad file."""
     try:
-        image = Image.open(path)
-        image.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            image.load()
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DataError(f"{path}: more than PIL.Image.MAX_IMAGE_PIXELS={Image.MAX_IMAGE_PIXELS} "
+                        "pixels, refused as a possible decompression bomb; downscale the "
+                        "image") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise DataError(f"{path}: unreadable or truncated ({error})") from None
     return ImageOps.exif_transpose(image)

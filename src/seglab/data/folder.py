@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 
 from seglab.data.files import images_in, pair_by_stem
-from seglab.data.layout import require, seeded_split
+from seglab.data.layout import require, require_root, seeded_split
 from seglab.data.paired import ColourMask, PairedDataset, ValueMask
+from seglab.errors import ConfigError
 
 LAYOUT = ("images/* and masks/*.png paired by file stem, or images/{train,val,test}/ and "
           "masks/{train,val,test}/ when the split is already made")
@@ -20,8 +20,9 @@ def folder_dataset(root: str, split: str, class_names: Sequence[str],
            transform: Callable[..., dict] | None = None) -> PairedDataset:
     """Masks are class-index PNGs, or RGB PNGs when `colours` (one per class) are given.
     Split folders are used when `images/<split>` exists, else a seeded split by fractions."""
-    images = require(Path(root) / "images", name, LAYOUT, "your own data")
-    masks = require(Path(root) / "masks", name, LAYOUT, "your own data")
+    root = require_root(root, name, LAYOUT, "your own data")
+    images = require(root / "images", name, LAYOUT, "your own data")
+    masks = require(root / "masks", name, LAYOUT, "your own data")
     presplit = (images / split).is_dir()
     if presplit:
         images, masks = images / split, require(masks / split, name, LAYOUT, "your own data")
@@ -30,6 +31,7 @@ def folder_dataset(root: str, split: str, class_names: Sequence[str],
     if not presplit:
         pairs = seeded_split(pairs, split, split_fractions, seed)
     if colours is not None and len(colours) != len(class_names):
-        raise ValueError(f"data: {len(colours)} class colours for {len(class_names)} classes")
+        raise ConfigError(f"data.colours: {len(colours)} colours for {len(class_names)} "
+                          "classes; expected one [r, g, b] per class of data.class_names")
     decode = ColourMask(colours, ignore_index) if colours else ValueMask()
     return PairedDataset(pairs, class_names, decode, problems, transform, palette=colours)

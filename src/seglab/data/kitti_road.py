@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 from seglab.data.files import images_in, pair_by_stem
-from seglab.data.layout import require, seeded_split
+from seglab.data.layout import require, require_root, seeded_split
 from seglab.data.paired import ColourMask, PairedDataset
 
 CLASSES = ["not_road", "road"]
@@ -19,8 +18,9 @@ def kitti_road_dataset(root: str, split: str,
                split_fractions: Mapping[str, float] = {"train": 0.7, "val": 0.15, "test": 0.15},
                seed: int = 0, transform: Callable[..., dict] | None = None) -> PairedDataset:
     """Only the training part has masks, so all three splits are a seeded split of it."""
-    images = require(Path(root) / "training" / "image_2", "kitti_road", LAYOUT, PAGE)
-    masks = require(Path(root) / "training" / "gt_image_2", "kitti_road", LAYOUT, PAGE)
+    root = require_root(root, "kitti_road", LAYOUT, PAGE)
+    images = require(root / "training" / "image_2", "kitti_road", LAYOUT, PAGE)
+    masks = require(root / "training" / "gt_image_2", "kitti_road", LAYOUT, PAGE)
     road_masks = {path.stem.replace("_road_", "_"): path
                   for path in masks.glob("*_road_*.png")}
     pairs, problems = pair_by_stem(images_in(images), road_masks)

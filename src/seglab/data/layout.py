@@ -8,10 +8,22 @@ from typing import TypeVar
 
 import numpy as np
 
-from seglab.data.files import DataError
+from seglab.errors import ConfigError, DataError
 
 T = TypeVar("T")
 SPLITS = ("train", "val", "test")
+
+
+def require_root(root: str | None, dataset: str, layout: str, download_page: str,
+                 download: bool = False) -> Path:
+    """`data.root` as a folder; a ConfigError when it is a file, or when it is missing and no
+    download (`data.download=true`) will create it."""
+    path = Path(str(root)).expanduser()
+    if path.is_dir() or (download and not path.exists()):
+        return path
+    problem = "is a file, not a folder" if path.exists() else "does not exist"
+    raise ConfigError(f"data.root = {root}: {problem}; expected a folder holding {layout} "
+                      f"({dataset}: {download_page})")
 
 
 def require(path: Path, dataset: str, layout: str, download_page: str,
@@ -32,8 +44,8 @@ def seeded_split(items: Sequence[T], split: str, fractions: Mapping[str, float],
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
     values = [float(fractions.get(name, 0.0)) for name in SPLITS]
     if any(value < 0 for value in values) or abs(sum(values) - 1.0) > 1e-6:
-        raise ValueError(f"data split fractions must be non-negative and sum to 1, got "
-                         f"{dict(fractions)}")
+        raise ConfigError(f"data.split_fractions = {dict(fractions)}: expected non-negative "
+                          "fractions for train, val and test that sum to 1")
     order = np.random.default_rng(seed).permutation(len(items))
     n_train = round(values[0] * len(items))
     n_val = round(values[1] * len(items))

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from torchvision.datasets import OxfordIIITPet
 
 from seglab.data.files import Pair
-from seglab.data.layout import download_with, require, seeded_split
+from seglab.data.layout import download_with, require, require_root, seeded_split
 from seglab.data.paired import PairedDataset, ValueMask
+from seglab.errors import ConfigError
 
 PAGE = "https://www.robots.ox.ac.uk/~vgg/data/pets/"
 LAYOUT = ("images/*.jpg, annotations/trimaps/*.png, annotations/{trainval,test}.txt "
@@ -25,12 +25,12 @@ def pets_dataset(root: str, split: str, mode: str = "trimap", border: str = "pet
     """`train`/`val` are a seeded split of trainval.txt (`val_fraction` to val), `test` is
     test.txt. `mode: binary` maps the border to pet or, with `border: ignore`, to 255."""
     if mode not in TRIMAP or border not in ("pet", "ignore"):
-        raise ValueError(f"data.mode must be trimap or binary and data.border pet or ignore, "
-                         f"got mode={mode!r} border={border!r}")
+        raise ConfigError(f"data.mode = {mode!r}, data.border = {border!r}: expected mode "
+                          "trimap or binary, and border pet or ignore")
+    base = require_root(root, "pets", LAYOUT, PAGE, download)
     if download:
         download_with("Oxford-IIIT Pet", lambda: OxfordIIITPet(
-            root, target_types="segmentation", download=True), Path(root))
-    base = Path(root)
+            str(base), target_types="segmentation", download=True), base)
     if (base / "oxford-iiit-pet").is_dir():
         base = base / "oxford-iiit-pet"
     listing = require(base / "annotations" / ("test.txt" if split == "test" else "trainval.txt"),

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from seglab.data.dataset import SegmentationDataset
+from seglab.errors import ConfigError
 
 SHAPES = ("disc", "box", "triangle", "ring", "cross")
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
@@ -23,10 +24,24 @@ PLACEMENT_ATTEMPTS = 10
 def class_names_for(num_classes: int) -> list[str]:
     """Background followed by the first `num_classes - 1` shape names."""
     if not 2 <= num_classes <= len(SHAPES) + 1:
-        raise ValueError(
-            f"synthetic data supports num_classes from 2 to {len(SHAPES) + 1}, got {num_classes}"
-        )
+        raise ConfigError(f"data.num_classes = {num_classes}: the synthetic scenes have 2 to "
+                          f"{len(SHAPES) + 1} classes (background, {', '.join(SHAPES)}); "
+                          f"expected a number from 2 to {len(SHAPES) + 1}")
     return ["background", *SHAPES[: num_classes - 1]]
+
+
+def split_length(lengths: object, split: str) -> int:
+    """The number of scenes `lengths` (data.lengths) gives `split`; a ConfigError unless it is a
+    positive integer in a mapping."""
+    example = "such as 'data.lengths={train:4000,val:256,test:256}'"
+    if not isinstance(lengths, Mapping):
+        raise ConfigError(f"data.lengths = {lengths!r}: expected the number of scenes of each "
+                          f"split, {example}")
+    length = lengths.get(split)
+    if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+        raise ConfigError(f"data.lengths = {dict(lengths)!r}: expected a positive number of "
+                          f"scenes for the {split} split, {example}")
+    return length
 
 
 def _shape_mask(kind: str, yy: np.ndarray, xx: np.ndarray, rng: np.random.Generator,
@@ -136,13 +151,10 @@ class SyntheticShapes(SegmentationDataset):
                  seed: int = 0, transform: Callable[..., dict] | None = None) -> None:
         if split not in SPLIT_IDS:
             raise ValueError(f"unknown split {split!r}; expected one of {sorted(SPLIT_IDS)}")
-        if split not in lengths or int(lengths[split]) < 1:
-            raise ValueError(f"data.lengths must give a positive size for split "
-                             f"{split!r}, got {dict(lengths)}")
         super().__init__(transform)
         self.class_names = class_names_for(num_classes)
         self.split = split
-        self.length = int(lengths[split])
+        self.length = split_length(lengths, split)
         self.image_size = image_size
         self.num_classes = num_classes
         self.max_objects = max_objects

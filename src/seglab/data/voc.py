@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 from torchvision.datasets import VOCSegmentation
 
 from seglab.data.files import Pair
-from seglab.data.layout import download_with, require
+from seglab.data.layout import download_with, require, require_root
 from seglab.data.paired import PairedDataset, ValueMask
 
 CLASSES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
@@ -26,10 +25,11 @@ def voc_dataset(root: str, split: str, year: str = "2012",
         transform: Callable[..., dict] | None = None) -> PairedDataset:
     """VOC `split` (mapped to an image-set file by `image_sets`); masks keep 255 as ignore."""
     image_set = (image_sets or IMAGE_SETS)[split]
+    root = require_root(root, "voc", LAYOUT, PAGE, download)
     if download:
         download_with(f"PASCAL VOC {year}", lambda: VOCSegmentation(
-            root, year=str(year), image_set=image_set, download=True), Path(root))
-    base = Path(root) / "VOCdevkit" / f"VOC{year}"
+            str(root), year=str(year), image_set=image_set, download=True), root)
+    base = root / "VOCdevkit" / f"VOC{year}"
     listing = require(base / "ImageSets" / "Segmentation" / f"{image_set}.txt", "voc", LAYOUT,
                       PAGE, downloadable=True)
     pairs, problems = [], []

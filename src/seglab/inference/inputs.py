@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import os
+import warnings
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -80,10 +81,12 @@ def image_size(path: Path, max_pixels: int) -> tuple[int, int]:
     """(height, width) as the image will be read (EXIF rotation applied), from its header
     alone; DataError when unreadable or above `max_pixels` (a decompression-bomb guard)."""
     try:
-        with Image.open(path) as image:
-            width, height = image.size
-            if image.getexif().get(EXIF_ORIENTATION) in ROTATED:
-                width, height = height, width
+        with warnings.catch_warnings():  # Pillow's bomb warning: the size is checked below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if image.getexif().get(EXIF_ORIENTATION) in ROTATED:
+                    width, height = height, width
     except Image.DecompressionBombError:
         width = height = None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from seglab.checkpoints import read_checkpoint, trusted
 from seglab.data.kitti_road import COLOURS as KITTI_ROAD_COLOURS
 from seglab.errors import ConfigError
 from seglab.inference.card import ModelCard
 from seglab.models import SegmentationNet
 from seglab.models.torchvision_models import VARIANTS
-from seglab.models.weights import read_weights_file
+from seglab.models.weights import check_fits, read_weights_file
+from seglab.run_config import recorded_class_names
 from seglab.viz import class_palette
 
 # datasets whose colours are fixed in code rather than given as data.colours
@@ -45,16 +46,23 @@ def run_card(cfg: DictConfig, class_names: list[str], source: str) -> ModelCard:
 
 def load_checkpoint_net(cfg: DictConfig, ckpt_path: Path) -> SegmentationNet:
     """The run's network (built from its config, no download) with the checkpoint's weights,
-    in eval mode."""
+    in eval mode; a ConfigError naming the file when they do not fit it."""
     net = instantiate(cfg.model, weights=None, encoder_weights=None)
-    net.load_state_dict(read_weights_file(ckpt_path))
+    state = read_weights_file(ckpt_path, trusted(cfg), key="ckpt_path")
+    check_fits(net, state, f"ckpt_path: {ckpt_path} does not fit {describe_network(cfg)}")
+    net.load_state_dict(state)
     return net.eval()
 
 
-def checkpoint_class_names(ckpt_path: Path) -> list[str]:
+def describe_network(cfg: DictConfig) -> str:
+    """The network a run config builds, in words, for messages."""
+    return (f"the network of its run config (model={cfg.model.name} "
+            f"encoder={cfg.encoder.name} data.num_classes={cfg.data.num_classes})")
+
+
+def checkpoint_class_names(ckpt_path: Path, trust: bool = False) -> list[str]:
     """The class names a seglab checkpoint was trained with."""
-    checkpoint = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=True)
-    return list(checkpoint["seglab"]["class_names"])
+    return recorded_class_names(read_checkpoint(ckpt_path, trust), ckpt_path)
 
 
 def published_weights(cfg: DictConfig):

@@ -10,6 +10,9 @@ from typing import TypeVar
 import torch
 from torch import nn
 
+from seglab.checkpoints import read_checkpoint
+from seglab.errors import ConfigError
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -27,17 +30,40 @@ def fetch(what: str, download: Callable[[], T], hint: str) -> T:
                                  f"{hint}") from error
 
 
-def read_weights_file(path: Path) -> dict[str, torch.Tensor]:
-    """A plain state dict, or the network weights of a seglab checkpoint."""
-    if not path.is_file():
-        raise FileNotFoundError(f"model.weights: no file at {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+def read_weights_file(path: Path, trust: bool = False,
+                      key: str = "model.weights") -> dict[str, torch.Tensor]:
+    """A plain state dict, or the network weights of a seglab checkpoint; a ConfigError naming
+    `key` and the file when it is missing, unreadable or holds no weights."""
+    state = read_checkpoint(path, trust, key)
     if isinstance(state, dict) and "state_dict" in state:
-        state = {key.removeprefix("net."): value for key, value in state["state_dict"].items()
-                 if key.startswith("net.")}
-    if not isinstance(state, dict) or not state:
-        raise ValueError(f"model.weights: {path} holds no state dict")
+        state = {name.removeprefix("net."): value for name, value in state["state_dict"].items()
+                 if name.startswith("net.")}
+    if not isinstance(state, dict) or not state or not all(
+            isinstance(value, torch.Tensor) for value in state.values()):
+        raise ConfigError(f"{key}: {path} holds no state dict (a mapping of tensor names to "
+                          "tensors) and no seglab checkpoint")
     return state
+
+
+def check_fits(target: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """A ConfigError starting with `what` unless `state` holds exactly `target`'s tensors at
+    their shapes: the first missing, unexpected and differently shaped tensor are named."""
+    own = target.state_dict()
+    missing = [name for name in own if name not in state]
+    unexpected = [name for name in state if name not in own]
+    reshaped = [name for name in own if name in state and state[name].shape != own[name].shape]
+    if not (missing or unexpected or reshaped):
+        return
+    found = []
+    if missing:
+        found.append(f"{len(missing)} tensors missing (such as {missing[0]})")
+    if unexpected:
+        found.append(f"{len(unexpected)} unexpected (such as {unexpected[0]})")
+    if reshaped:
+        name = reshaped[0]
+        found.append(f"{len(reshaped)} of another shape (such as {name}: "
+                     f"{list(state[name].shape)} saved, {list(own[name].shape)} expected)")
+    raise ConfigError(f"{what}: {', '.join(found)}")
 
 
 def load_matching(target: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -51,7 +77,7 @@ def load_matching(target: nn.Module, state: dict[str, torch.Tensor], source: str
     own = target.state_dict()
     missing = [key for key in own if key not in state]
     if missing:
-        raise ValueError(f"{source} does not fit this network: {len(missing)} of its "
+        raise ConfigError(f"{source} does not fit this network: {len(missing)} of its "
                          f"{len(own)} tensors are missing, such as {missing[:3]}")
     reinitialised = [key for key in own if state[key].shape != own[key].shape]
     unexpected = [key for key in state if key not in own]
