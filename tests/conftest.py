@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+if "PYTEST_XDIST_WORKER" in os.environ:  # two workers share two cores: one thread each, and
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # the command-line runs they start inherit it
+
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
@@ -55,3 +58,25 @@ def run_cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProce
     full_env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=600)
+
+
+def wandb_records(run_file: Path) -> list:
+    """The protobuf records of a wandb offline run file (LevelDB log format after a 7-byte
+    header: 32 KiB blocks of records with a 7-byte header each). wandb 0.31 has no Python
+    reader of its own (its DataStore went with the move to wandb-core)."""
+    from wandb.proto import wandb_internal_pb2
+    data, records, pending, position = run_file.read_bytes(), [], b"", 7
+    while position + 7 <= len(data):
+        if 32768 - position % 32768 < 7:  # block trailer
+            position += 32768 - position % 32768
+            continue
+        length, kind = int.from_bytes(data[position + 4:position + 6], "little"), \
+            data[position + 6]
+        pending += data[position + 7:position + 7 + length]
+        position += 7 + length
+        if kind in (1, 4) and pending:  # a full record, or the last piece of one
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+            pending = b""
+    return records

@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import open_dict, read_write
 
-from conftest import BIN, TINY, compose_config, run_cli
+from conftest import BIN, TINY, compose_config, run_cli, wandb_records
 from seglab.results import read_metrics
 from seglab.sweep import job_statuses, sweep_summary
 from seglab.task import run_task
@@ -180,27 +180,6 @@ def _hparams_of(event_dir: Path) -> tuple[dict, list[str]]:
     return hparams, metric_tags
 
 
-def _wandb_records(run_file: Path) -> list:
-    """The protobuf records of a wandb offline run file (LevelDB log format after a 7-byte
-    header: 32 KiB blocks of records with a 7-byte header each)."""
-    from wandb.proto import wandb_internal_pb2
-    data, records, pending, position = run_file.read_bytes(), [], b"", 7
-    while position + 7 <= len(data):
-        if 32768 - position % 32768 < 7:  # block trailer
-            position += 32768 - position % 32768
-            continue
-        length, kind = int.from_bytes(data[position + 4:position + 6], "little"), \
-            data[position + 6]
-        pending += data[position + 7:position + 7 + length]
-        position += 7 + length
-        if kind in (1, 4) and pending:  # a full record, or the last piece of one
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(pending)
-            records.append(record)
-            pending = b""
-    return records
-
-
 @pytest.mark.slow
 def test_each_job_has_its_own_tensorboard_wandb_and_csv_logs(tmp_path):
     sweep = tmp_path / "sweep"
@@ -219,7 +198,7 @@ def test_each_job_has_its_own_tensorboard_wandb_and_csv_logs(tmp_path):
 
         runs = list((sweep / str(job) / "wandb").glob("offline-run-*/run-*.wandb"))
         assert len(runs) == 1, runs
-        records = _wandb_records(runs[0])
+        records = wandb_records(runs[0])
         run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
         assert run.run_group == str(sweep)
         assert f"model={model}" in run.tags and "logger=[csv,tensorboard,wandb]" in run.tags

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
-from conftest import TINY, compose_config
+from conftest import TINY, compose_config, wandb_records
 from seglab.errors import ConfigError
 from seglab.task import exit_on_command_line_error, run_task
 from seglab.training import train
@@ -43,35 +43,13 @@ def no_key(tmp_path, monkeypatch) -> Path:
     return home
 
 
-def _wandb_records(run_file: Path) -> list:
-    """The protobuf records of a wandb offline run file (LevelDB log format after a 7-byte
-    header: 32 KiB blocks of records with a 7-byte header each). wandb 0.31 has no Python
-    reader of its own (its DataStore went with the move to wandb-core)."""
-    from wandb.proto import wandb_internal_pb2
-    data, records, pending, position = run_file.read_bytes(), [], b"", 7
-    while position + 7 <= len(data):
-        if 32768 - position % 32768 < 7:  # block trailer
-            position += 32768 - position % 32768
-            continue
-        length, kind = int.from_bytes(data[position + 4:position + 6], "little"), \
-            data[position + 6]
-        pending += data[position + 7:position + 7 + length]
-        position += 7 + length
-        if kind in (1, 4) and pending:  # a full record, or the last piece of one
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(pending)
-            records.append(record)
-            pending = b""
-    return records
-
-
 def _offline_run(output_dir: Path) -> tuple[Path, dict, dict]:
     """The one offline run under output_dir/wandb: its folder, its config (key -> value) and
     its history (key -> logged values in order; nested keys joined by '/')."""
     folders = list((output_dir / "wandb").glob("offline-run-*"))
     assert len(folders) == 1, folders
     config, history = {}, {}
-    for record in _wandb_records(next(folders[0].glob("run-*.wandb"))):
+    for record in wandb_records(next(folders[0].glob("run-*.wandb"))):
         kind = record.WhichOneof("record_type")
         if kind == "config":
             config.update({item.key: json.loads(item.value_json) for item in record.config.update})

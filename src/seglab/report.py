@@ -32,7 +32,7 @@ def print_run_summary(metrics: dict, class_names: Sequence[str], run_dir: str) -
     """The per-class table and where the run's files are."""
     console = Console()
     console.print(class_table(metrics, class_names))
-    console.print(f"run folder: {run_dir}")
+    print(f"run folder: {run_dir}")  # one plain line, never wrapped: scripts grep for it
 
 
 def data_report(reports: Sequence, class_names: Sequence[str]) -> list[Table]:
