@@ -16,11 +16,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 from PIL import Image
 
 from conftest import TINY, compose_config
 from fixtures import write_folder
+from seglab.builders import build_module
 from seglab.data.checks import check_split
 from seglab.data.folder import folder_dataset
 from seglab.errors import ConfigError
@@ -52,6 +54,7 @@ def bad(command: str, args: str, expected: str, report: bool = False, marks=()):
                         id=f"{command} {args}".replace("{", "").replace("}", ""))
 
 
+CLASSES = ["background", "disc", "box", "triangle"]
 CONTRADICTION = "contradicts ckpt_path={ckpt}, trained as model=unet_classic encoder=none"
 CORPUS = [
     # seglab-train: values of the wrong type or range
@@ -336,3 +339,15 @@ def test_a_decompression_bomb_is_a_data_problem_that_can_be_skipped(workspace):
         f"{workspace['bomb_data']}/images/painting_000.jpg: more than "
         f"PIL.Image.MAX_IMAGE_PIXELS={Image.MAX_IMAGE_PIXELS} pixels, refused as a possible "
         "decompression bomb; downscale the image"]
+
+
+def test_trust_checkpoint_starts_training_from_a_file_with_pickled_objects(workspace,
+                                                                          tmp_path):
+    overrides = [*RUN, "encoder=none", f"model.weights={workspace['pickled_ckpt']}"]
+    with pytest.raises(InstantiationException, match="contains pickled objects that can run"):
+        build_module(compose_config("train", tmp_path / "refused", overrides), CLASSES)
+    module = build_module(compose_config("train", tmp_path / "trusted",
+                                         [*overrides, "trust_checkpoint=true"]), CLASSES)
+    saved = torch.load(workspace["pickled_ckpt"], weights_only=False)["state_dict"]
+    for name, weight in module.net.state_dict().items():
+        assert torch.equal(weight, saved[f"net.{name}"]), name

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -106,8 +107,9 @@ def _check_resources(remote: dict[str, Any], cluster: dict[str, float], local: b
 
 
 def _result(future: Any, sweep_config: DictConfig) -> JobReturn:
-    """The job's JobReturn; a failed one when Ray lost it (its worker died, or could not
-    unpickle it), so that one lost job never cancels the others."""
+    """The job's JobReturn. When Ray lost it (its worker died, or could not unpickle it) the
+    result is NaN, as seglab's jobs return for a failure: the other jobs go on, and the sweep
+    summary lists the lost job as unfinished (its metrics.json still says running)."""
     import ray
 
     try:
@@ -116,4 +118,4 @@ def _result(future: Any, sweep_config: DictConfig) -> JobReturn:
         log.error(f"job {sweep_config.hydra.job.num} did not finish: "
                   f"{str(error).strip().splitlines()[-1]}")
         return JobReturn(overrides=list(sweep_config.hydra.overrides.task), cfg=sweep_config,
-                         status=JobStatus.FAILED, _return_value=error)
+                         status=JobStatus.COMPLETED, _return_value=math.nan)

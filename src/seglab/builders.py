@@ -11,6 +11,7 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from seglab.checkpoint_io import AtomicCheckpointIO
+from seglab.checkpoints import trusted
 from seglab.data.checks import median_frequency_weights
 from seglab.data.datamodule import SegmentationDataModule
 from seglab.errors import ConfigError
@@ -52,7 +53,7 @@ def build_module(cfg: DictConfig, class_names: list[str],
     optimizer = OmegaConf.to_container(cfg.optimizer, resolve=True)
     encoder_lr_mult = optimizer.pop("encoder_lr_mult", 1.0)
     module = SegmentationModule(
-        net=instantiate(cfg.model),
+        net=instantiate(cfg.model, trust_weights=trusted(cfg)),
         loss=instantiate(resolve_class_weights(OmegaConf.to_container(cfg.loss, resolve=True),
                                                datamodule)),
         optimizer=instantiate(optimizer),

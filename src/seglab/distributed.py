@@ -42,7 +42,8 @@ def job_subprocess_command(local_rank: int) -> tuple[Sequence[str], str]:
     runs the job (a console script, submitit's or Ray's worker)."""
     hydra = HydraConfig.get()
     command = [sys.executable, "-m", f"seglab.cli.{hydra.job.config_name}"]
-    command += [*hydra.overrides.task, f'hydra.run.dir="{hydra.runtime.output_dir}"',
+    searchpath = [item for item in hydra.overrides.hydra if item.startswith("hydra.searchpath")]
+    command += [*hydra.overrides.task, *searchpath, f'hydra.run.dir="{hydra.runtime.output_dir}"',
                 f"hydra.job.name={hydra.job.name}", "hydra.output_subdir=null"]
     return command, get_original_cwd()
 

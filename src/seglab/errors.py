@@ -10,6 +10,11 @@ class ConfigError(ValueError):
     """A config value, file or choice that cannot work, with what was expected."""
 
 
+class FolderRefused(ConfigError):
+    """The output folder belongs to another run: nothing may be written into it, not even the
+    failure record."""
+
+
 class DataError(ValueError):
     """A file that cannot be used as it is, named with what is wrong with it."""
 

@@ -11,6 +11,7 @@ from seglab.builders import build_datamodule, build_loggers, build_module, build
 from seglab.checkpoints import trusted
 from seglab.confusion_plots import write_confusion_outputs
 from seglab.data_problems import stop_on_data_problems
+from seglab.distributed import distributed_job
 from seglab.errors import ConfigError
 from seglab.inference.loading import describe_network, published_card
 from seglab.models.weights import check_fits, read_weights_file
@@ -71,9 +72,12 @@ def evaluate(cfg: DictConfig) -> tuple[dict, dict]:
     if ckpt_path is not None:  # a one-line error now, rather than Lightning's strict load
         check_fits(module.net, read_weights_file(ckpt_path, trusted(cfg), key="ckpt_path"),
                    f"ckpt_path: {ckpt_path} does not fit {describe_network(cfg)}")
-    trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path and str(ckpt_path),
-                 weights_only=not trusted(cfg), verbose=False)
-    if trainer.is_global_zero and module.test_confusion is not None:
+    with distributed_job():
+        trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path and str(ckpt_path),
+                     weights_only=not trusted(cfg), verbose=False)
+    if not trainer.is_global_zero:  # under DDP, rank zero alone writes the folder
+        return {}, {"datamodule": datamodule, "module": module, "trainer": trainer}
+    if module.test_confusion is not None:
         write_confusion_outputs(module.test_confusion, class_names, output_dir)
 
     metrics = {

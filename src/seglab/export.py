@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from seglab.checkpoints import trusted
 from seglab.config import check_config
-from seglab.errors import ConfigError
+from seglab.errors import ConfigError, FolderRefused
 from seglab.inference.card import ModelCard
 from seglab.inference.loading import checkpoint_class_names, load_checkpoint_net, run_card
 from seglab.inference.onnx_model import CARD_KEY, import_export_extra, load_onnx_model
@@ -198,7 +198,7 @@ def export(cfg: DictConfig) -> tuple[dict, dict]:
     output_dir = Path(cfg.paths.output_dir)
     path = output_dir / FILES[cfg.format]
     if path.exists():
-        raise ConfigError(f"{path} already exists; choose a new hydra.run.dir "
+        raise FolderRefused(f"{path} already exists; choose a new hydra.run.dir "
                           "(nothing was changed)")
     refuse_run_folder(output_dir, "hydra.run.dir")
     check_config(cfg)

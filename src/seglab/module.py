@@ -84,7 +84,9 @@ class SegmentationModule(LightningModule):
         return loss
 
     def _stop_if_diverged(self, loss: Tensor, batch_idx: int) -> None:
-        if torch.isfinite(loss):
+        """Every DDP process decides together (one NaN anywhere stops them all), so none is left
+        waiting in the gradient all-reduce for a process that stopped."""
+        if self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True):
             return
         completed = self.trainer.fit_loop.epoch_progress.current.completed
         last_good = f"epoch {completed - 1}" if completed else "none (in the first epoch)"

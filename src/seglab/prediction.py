@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from seglab.checkpoints import trusted
 from seglab.config import check_config
 from seglab.data.files import DataError
-from seglab.errors import ConfigError
+from seglab.errors import ConfigError, FolderRefused
 from seglab.inference.card import ModelCard
 from seglab.inference.engine import InferenceOptions, options_from_config, predict_logits
 from seglab.inference.inputs import (
@@ -40,7 +40,7 @@ from seglab.inference.progress import Throughput
 from seglab.inference.video import predict_video
 from seglab.results import read_status, versions, write_metrics_json
 from seglab.run_config import checkpoint_run_config
-from seglab.task import FolderRefused, refuse_run_folder, save_run_config
+from seglab.task import refuse_run_folder, save_run_config
 
 RECORD = "predictions.json"
 PREDICT_OWNED = ("paths", "logger", "task_name", "ckpt_path", "onnx_path", "input", "output",

@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seglab.checkpoints import read_checkpoint, trusted
 from seglab.config import job_overrides
-from seglab.errors import ConfigError
+from seglab.errors import FolderRefused
 from seglab.results import read_status
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
@@ -27,26 +27,26 @@ def resumed_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
     without other overrides (the run's config is what it trains with)."""
     config_file = run_dir / ".hydra" / "config.yaml"
     if not run_dir.is_dir():
-        raise ConfigError(f"resume: {run_dir} is not a folder; expected a seglab-train run "
+        raise FolderRefused(f"resume: {run_dir} is not a folder; expected a seglab-train run "
                           "folder (outputs/train/runs/<date>_<time>)")
     if not config_file.is_file():
-        raise ConfigError(f"resume: {run_dir} is not a seglab-train run folder: "
+        raise FolderRefused(f"resume: {run_dir} is not a seglab-train run folder: "
                           f"{config_file} is missing")
     if read_status(run_dir / "metrics.json") == "completed":
-        raise ConfigError(f"resume: the run in {run_dir} already completed; nothing to continue "
+        raise FolderRefused(f"resume: the run in {run_dir} already completed; nothing to continue "
                           "(start a new run, or seglab-reproduce it)")
     if not (run_dir / LAST_CHECKPOINT).is_file():
-        raise ConfigError(f"resume: {run_dir / LAST_CHECKPOINT} is missing: the run stopped "
+        raise FolderRefused(f"resume: {run_dir / LAST_CHECKPOINT} is missing: the run stopped "
                           "before its first checkpoint; start it again instead")
     read_checkpoint(run_dir / LAST_CHECKPOINT, trusted(cfg), key="resume")  # whole and safe
     others = [item for item in job_overrides() if item.split("=", 1)[0] != "resume"]
     if others:
-        raise ConfigError(f"resume: continues the run with its own config; remove the other "
+        raise FolderRefused(f"resume: continues the run with its own config; remove the other "
                           f"overrides {' '.join(others)} (or start a new run with them)")
     run_cfg = OmegaConf.load(config_file)
     written_to = Path(str(OmegaConf.select(run_cfg, "paths.output_dir"))).resolve()
     if written_to != run_dir:
-        raise ConfigError(f"resume: the run was written to {written_to} and its config and "
+        raise FolderRefused(f"resume: the run was written to {written_to} and its config and "
                           f"checkpoints name that folder; resume it there, not from {run_dir}")
     with open_dict(run_cfg):
         run_cfg.resume = str(run_dir)

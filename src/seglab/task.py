@@ -20,16 +20,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from seglab.config import check_config, job_overrides, select_sole_encoder, unknown_choice
 from seglab.distributed import is_rank_zero
-from seglab.errors import USER_ERRORS, ConfigError, one_line
+from seglab.errors import USER_ERRORS, ConfigError, FolderRefused, one_line
 from seglab.report import print_run_summary
 from seglab.results import read_metrics, read_status, write_metrics_json
 from seglab.resume import resume_folder
 from seglab.wandb_setup import api_key_override, check_wandb_online, refuse_api_key
-
-
-class FolderRefused(ConfigError):
-    """The output folder belongs to another run: nothing may be written into it, not even the
-    failure record."""
 
 
 def _skip_completed(cfg: DictConfig) -> bool:
@@ -44,7 +39,7 @@ def guard_run_folder(output_dir: Path, rerun_unfinished: bool = False) -> None:
         raise FolderRefused(f"run folder {output_dir} already holds a finished run; "
                           "choose a new hydra.run.dir (nothing was changed)")
     checkpoints = output_dir / "checkpoints"
-    if not (checkpoints / "best.ckpt").exists():
+    if not any(checkpoints.glob("*.ckpt")):
         return
     if not rerun_unfinished:
         raise FolderRefused(f"run folder {output_dir} holds checkpoints of a run that did not "
@@ -147,12 +142,14 @@ OUTPUT_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "paths.log_dir", "output")
 
 
 def unwritable_output(arguments: list[str]) -> str | None:
-    """The first output folder given on the command line that cannot be created or written
-    (a file in the way, a read-only or missing mount), described in one line; else None."""
-    for argument in arguments:
-        key, _, value = argument.partition("=")
+    """The first output folder on the command line (else the default, paths.log_dir) that
+    cannot be created or written (a file in the way, a read-only mount), in one line; else
+    None."""
+    named = [argument.partition("=")[::2] for argument in arguments
+             if argument.partition("=")[0] in OUTPUT_KEYS]
+    for key, value in named or [("paths.log_dir", os.environ.get("SEGLAB_LOG_DIR", "outputs"))]:
         folder = value.strip("'\"").split("${", 1)[0]
-        if key not in OUTPUT_KEYS or not folder:
+        if not folder:
             continue
         existing = Path(folder).absolute()
         while not existing.exists():

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from rich.progress import track
 
+from seglab.atomic import write_atomically
 from seglab.data.dataset import SegmentationDataset
 from seglab.data.files import DataError
 from seglab.data.paired import PairedDataset
@@ -102,8 +103,7 @@ def check_split(dataset: SegmentationDataset, split: str, num_classes: int,
     if report.count == 0:
         report.problems.append(f"split {split!r} is empty")
     if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        cache_file.write_text(json.dumps(cache))
+        write_atomically(cache_file, json.dumps(cache))  # DDP processes check at once
     return report
 
 

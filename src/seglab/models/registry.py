@@ -79,13 +79,14 @@ def check_pair(name: str, encoder: str) -> None:
 
 def build_model(name: str, encoder: str, num_classes: int, encoder_weights: str | None = None,
                 weights: str | None = None, freeze_encoder: bool = False,
-                **options) -> SegmentationNet:
+                trust_weights: bool = False, **options) -> SegmentationNet:
     """Build `name` on `encoder` for `num_classes` classes.
 
     `encoder_weights`: pretrained encoder weights ("imagenet") or None for random init.
     `weights`: a torchvision weights name the model publishes (e.g. COCO_WITH_VOC_LABELS_V1)
     or a state dict / seglab checkpoint file; a classifier for another number of classes is
-    re-initialised. `freeze_encoder` stops the encoder from training. Other `options` go to
+    re-initialised (a file is read as tensors only, unless `trust_weights`: the run's
+    trust_checkpoint). `freeze_encoder` stops the encoder from training. Other `options` go to
     the architecture (e.g. `aux_loss`, `variant`, `base_channels`).
     """
     check_pair(name, encoder)
@@ -93,13 +94,13 @@ def build_model(name: str, encoder: str, num_classes: int, encoder_weights: str 
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
     net = MODELS[name].build(name, encoder, num_classes, encoder_weights, **options)
     if weights is not None:
-        load_weights(net, str(weights))
+        load_weights(net, str(weights), trust_weights)
     if freeze_encoder:
         net.freeze_encoder()
     return net
 
 
-def load_weights(net: SegmentationNet, weights: str) -> None:
+def load_weights(net: SegmentationNet, weights: str, trust: bool = False) -> None:
     """Load a published weights name of the network's torchvision enum, or a file."""
     published = list(net.weights_enum.__members__) if net.weights_enum is not None else []
     if weights in published:
@@ -113,7 +114,7 @@ def load_weights(net: SegmentationNet, weights: str) -> None:
         names = f"one of {', '.join(published)} or " if published else ""
         raise FileNotFoundError(f"model.weights: {weights!r} is neither {names}an existing "
                                 "file (a state dict or a seglab checkpoint)")
-    load_matching(net, read_weights_file(path), str(path))
+    load_matching(net, read_weights_file(path, trust, key="model.weights"), str(path))
 
 
 def support_matrix() -> str:
