@@ -102,17 +102,17 @@ def start_run(cfg: DictConfig) -> Path:
     processes of a DDP run write nothing."""
     output_dir = Path(cfg.paths.output_dir)
     refuse_api_key(cfg)  # before anything is saved: no API key in the run folder
-    if is_rank_zero() and resume_folder(cfg) is not None:
-        resumed = read_metrics(output_dir / "metrics.json") or running_header(cfg, output_dir)
-        resumed.pop("error", None)
-        write_metrics_json(output_dir / "metrics.json", {**resumed, "status": "running"})
+    resumed = resume_folder(cfg) is not None
+    if not resumed:  # a resumed run's saved config has its encoder already
+        select_sole_encoder(cfg, job_overrides())
+    if is_rank_zero() and resumed:
+        header = read_metrics(output_dir / "metrics.json") or running_header(cfg, output_dir)
+        header.pop("error", None)
+        write_metrics_json(output_dir / "metrics.json", {**header, "status": "running"})
     elif is_rank_zero():
         guard_run_folder(output_dir, rerun_unfinished=_skip_completed(cfg))
-        select_sole_encoder(cfg, job_overrides())
         save_run_config(cfg, output_dir)  # saved first: a run refused by the checks keeps it
         write_metrics_json(output_dir / "metrics.json", running_header(cfg, output_dir))
-    else:
-        select_sole_encoder(cfg, job_overrides())
     check_config(cfg)
     check_wandb_online(cfg)
     lightning_logs_to_the_run_log()
