@@ -6,7 +6,13 @@ import pytest
 import torch
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from seglab.metrics import dice_per_class, iou_per_class, pixel_accuracy, segmentation_scores
+from seglab.metrics import (
+    ConfusionMatrix,
+    dice_per_class,
+    iou_per_class,
+    pixel_accuracy,
+    segmentation_scores,
+)
 
 
 def test_two_class_matrix_by_hand():
@@ -38,7 +44,7 @@ def test_class_predicted_but_never_present_scores_zero():
 def test_ignore_index_pixels_are_not_counted():
     target = torch.tensor([[0, 0, 1, 255], [1, 1, 255, 2]])
     prediction = torch.tensor([[0, 1, 1, 2], [1, 0, 0, 2]])
-    matrix = MulticlassConfusionMatrix(num_classes=3, ignore_index=255)
+    matrix = ConfusionMatrix(num_classes=3, ignore_index=255)
     matrix.update(prediction[None], target[None])
     confmat = matrix.compute()
     assert confmat.sum() == 6
@@ -53,3 +59,26 @@ def test_ignore_index_pixels_are_not_counted():
 def test_mismatched_class_names_are_refused():
     with pytest.raises(ValueError, match="does not match 3 class names"):
         segmentation_scores(torch.eye(2), ["a", "b", "c"])
+
+
+def test_confusion_matrix_counts_as_torchmetrics_does():
+    generator = torch.Generator().manual_seed(0)
+    ours, reference = ConfusionMatrix(5, ignore_index=255), \
+        MulticlassConfusionMatrix(5, ignore_index=255)
+    for _ in range(3):
+        target = torch.randint(0, 5, (4, 32, 32), generator=generator)
+        target[torch.rand(target.shape, generator=generator) < 0.1] = 255
+        prediction = torch.randint(0, 5, (4, 32, 32), generator=generator)
+        ours.update(prediction, target)
+        reference.update(prediction, target)
+    assert torch.equal(ours.compute(), reference.compute())
+
+
+def test_confusion_matrix_update_keeps_deterministic_mode():
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        ConfusionMatrix(3).update(torch.zeros(2, 2, dtype=torch.long), torch.ones(2, 2).long())
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)

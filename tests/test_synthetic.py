@@ -89,3 +89,44 @@ def test_class_names_must_match_num_classes():
         dataset=partial(SyntheticShapes, lengths=LENGTHS, image_size=32, num_classes=3))
     with pytest.raises(ValueError, match=r"has 2 names .* but data.num_classes is 3"):
         _ = dm.class_names
+
+
+def test_the_scene_cache_returns_the_scenes_drawing_gives():
+    dataset = SyntheticShapes("train", LENGTHS, image_size=32, num_classes=5, seed=7)
+    first = [dataset.load(i) for i in range(5)]
+    assert len(dataset.scenes) == 5
+    for index, sample in enumerate(first):
+        cached = dataset.load(index)
+        image, mask = draw_scene(7, "train", index, image_size=32, num_classes=5)
+        for got in (sample, cached):
+            np.testing.assert_array_equal(got["image"], image)
+            np.testing.assert_array_equal(got["mask"], mask)
+            assert got["mask"].dtype == np.int64
+    first[0]["image"][:] = 0  # a consumer writing into its sample leaves the cache intact
+    np.testing.assert_array_equal(dataset.load(0)["image"], draw_scene(
+        7, "train", 0, image_size=32, num_classes=5)[0])
+
+
+def test_a_split_too_large_for_memory_is_drawn_each_time(monkeypatch):
+    monkeypatch.setattr("seglab.data.synthetic.CACHE_LIMIT_BYTES", 1000)
+    dataset = SyntheticShapes("train", LENGTHS, image_size=32)
+    dataset.load(0)
+    assert dataset.scenes is None
+
+
+def test_uint8_batches_normalised_on_the_device_equal_the_cpu_path():
+    from functools import partial
+    batches = {}
+    for on_device in (False, True):
+        dm = SegmentationDataModule(
+            name="synthetic", num_classes=4, input_size=[32, 32], batch_size=4, hflip=0.5,
+            vflip=0.5, normalize_on_device=on_device,
+            dataset=partial(SyntheticShapes, lengths=LENGTHS, image_size=32, num_classes=4))
+        dm.setup("fit")
+        batch = next(iter(dm.train_dataloader()))
+        assert batch["image"].dtype == (torch.uint8 if on_device else torch.float32)
+        batches[on_device] = dm.on_after_batch_transfer(batch, 0)
+    assert batches[True]["image"].dtype == torch.float32
+    torch.testing.assert_close(batches[True]["image"], batches[False]["image"],
+                               atol=1e-5, rtol=0)  # float32 rounding of the two formulas
+    assert torch.equal(batches[True]["mask"], batches[False]["mask"])

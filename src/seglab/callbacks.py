@@ -141,7 +141,8 @@ class PredictionImages(Callback):
         if self.validations % self.every_n_epochs or not loggers or not trainer.is_global_zero:
             return
         datamodule = trainer.datamodule
-        samples = predict_samples(pl_module.net, datamodule.split("val"), self.count)
+        samples = predict_samples(pl_module.net, datamodule.split("val"), self.count,
+                                  datamodule.prepare_images)
         for logger in loggers:
             if isinstance(logger, TensorBoardLogger):
                 grid = prediction_grid(samples, np.asarray(datamodule.palette, dtype=np.uint8),

@@ -7,8 +7,12 @@ ignored pixels. A class absent from both target and prediction has an undefined 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor
+from torchmetrics import Metric
 
 
 def iou_per_class(confmat: Tensor) -> Tensor:
@@ -47,3 +51,49 @@ def segmentation_scores(confmat: Tensor, class_names: list[str]) -> dict[str, fl
     }
     scores.update({f"iou_{name}": float(iou) for name, iou in zip(class_names, ious, strict=True)})
     return scores
+
+
+class ConfusionMatrix(Metric):
+    """The [target, prediction] pixel-count matrix of a stage, accumulated on the device.
+
+    One update per step and no host synchronisation in it (torchmetrics' own drops ignored
+    pixels by boolean indexing and counts with bincount, both of which wait for the GPU):
+    ignored pixels are counted in one extra bin that is never read. Summed over DDP processes.
+    """
+
+    full_state_update = False
+
+    def __init__(self, num_classes: int, ignore_index: int | None = None) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.add_state("confmat", torch.zeros(num_classes, num_classes, dtype=torch.long),
+                       dist_reduce_fx="sum")
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        classes = self.num_classes
+        target, preds = target.flatten().long(), preds.flatten().long()
+        counted = (target >= 0) & (target < classes)
+        if self.ignore_index is not None:
+            counted &= target != self.ignore_index
+        bins = torch.where(counted, target * classes + preds, classes * classes)
+        counts = torch.zeros(classes * classes + 1, dtype=torch.long, device=bins.device)
+        with _integer_scatter():
+            counts.scatter_add_(0, bins, torch.ones_like(bins))
+        self.confmat += counts[:-1].view(classes, classes)
+
+    def compute(self) -> Tensor:
+        return self.confmat
+
+
+@contextmanager
+def _integer_scatter() -> Iterator[None]:
+    """Integer additions give the same sum in any order, so CUDA's atomic scatter is exact
+    even where deterministic algorithms are required (which would otherwise refuse it)."""
+    strict = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(False)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(strict, warn_only=warn_only)

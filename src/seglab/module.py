@@ -9,11 +9,10 @@ import torch
 from lightning import LightningModule
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
-from torchmetrics.classification import MulticlassConfusionMatrix
 
 from seglab import __version__
 from seglab.errors import ConfigError
-from seglab.metrics import segmentation_scores
+from seglab.metrics import ConfusionMatrix, segmentation_scores
 from seglab.models import SegmentationNet
 from seglab.schedule import SchedulerSpec
 
@@ -48,8 +47,7 @@ class SegmentationModule(LightningModule):
         self.class_names = list(class_names)
         self.ignore_index = ignore_index
         self.confmats = nn.ModuleDict({
-            f"{stage}_confmat": MulticlassConfusionMatrix(len(self.class_names),
-                                                          ignore_index=ignore_index)
+            f"{stage}_confmat": ConfusionMatrix(len(self.class_names), ignore_index)
             for stage in STAGES
         })
         self.mean_losses = nn.ModuleDict({f"{stage}_loss": MeanMetric() for stage in STAGES})

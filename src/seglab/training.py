@@ -86,7 +86,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     log_final_results(trainer.loggers, cfg, metrics)
     plot_predictions(module.net, datamodule.split("val"), class_names,
                      output_dir / "predictions.png", ignore_index=datamodule.ignore_index,
-                     palette=datamodule.palette)
+                     palette=datamodule.palette, prepare=datamodule.prepare_images)
     finish_run(metrics, output_dir)
     return metrics, objects
 

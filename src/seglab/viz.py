@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -14,6 +14,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
+from torch import Tensor  # noqa: E402
 
 from seglab.data.dataset import SegmentationDataset  # noqa: E402
 
@@ -61,17 +62,24 @@ def plot_curves(history: Sequence[dict], path: Path) -> None:
 
 
 @torch.no_grad()
-def predict_samples(net: torch.nn.Module, dataset: SegmentationDataset,
-                    count: int) -> list[dict]:
+def predict_samples(net: torch.nn.Module, dataset: SegmentationDataset, count: int,
+                    prepare: Callable[[Tensor], Tensor] | None = None) -> list[dict]:
     """The first `count` raw samples of `dataset`, each with the net's `prediction` (eval mode):
-    a class mask resized to the raw mask's size (nearest)."""
+    a class mask resized to the raw mask's size (nearest). `prepare` makes network inputs of
+    the dataset's images (the datamodule's `prepare_images`, for uint8 ones)."""
     parameter = next(net.parameters())
     was_training = net.training
     net.eval()
     samples = []
     for index in range(min(count, len(dataset))):
         raw = dataset.load(index)
-        logits = net(dataset[index]["image"][None].to(parameter.device, parameter.dtype))
+        images = dataset[index]["image"][None].to(parameter.device)
+        if prepare is not None:
+            images = prepare(images)
+        elif not images.is_floating_point():
+            raise ValueError("predict_samples: the dataset gives uint8 images "
+                             "(data.normalize_on_device); pass its datamodule's prepare_images")
+        logits = net(images.to(parameter.dtype))
         raw["prediction"] = F.interpolate(logits.argmax(1, keepdim=True).float(),
                                           size=raw["mask"].shape,
                                           mode="nearest")[0, 0].long().cpu().numpy()
@@ -113,9 +121,10 @@ def prediction_grid(samples: Sequence[dict], palette: np.ndarray, ignore_index: 
 
 def plot_predictions(net: torch.nn.Module, dataset: SegmentationDataset,
                      class_names: Sequence[str], path: Path, count: int = 6,
-                     ignore_index: int = 255, palette: Sequence | None = None) -> None:
+                     ignore_index: int = 255, palette: Sequence | None = None,
+                     prepare: Callable[[Tensor], Tensor] | None = None) -> None:
     """A grid of image | ground truth | prediction for the first `count` samples."""
-    samples = predict_samples(net, dataset, count)
+    samples = predict_samples(net, dataset, count, prepare)
     count = len(samples)
     palette = np.asarray(palette if palette is not None else class_palette(len(class_names)),
                          dtype=np.uint8)

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from lightning import LightningDataModule
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from seglab.data.checks import SplitReport, check_split
 from seglab.data.dataset import SegmentationDataset
 from seglab.data.paired import PairedDataset
-from seglab.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
+from seglab.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    build_transform,
+    normalize_images,
+)
 from seglab.errors import ConfigError
 from seglab.viz import class_palette
 
@@ -24,6 +31,18 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message="'set_vital' is deprecated", category=UserWarning)
 
 SPLITS = ("train", "val", "test")
+MAX_AUTO_WORKERS = 8
+
+
+def loader_workers(num_workers: int | str) -> int:
+    """`data.num_workers`: a count, or "auto": the CPU cores this process may run on (its
+    affinity, which SLURM and containers narrow), capped at MAX_AUTO_WORKERS, shared among
+    the DDP processes of this machine (LOCAL_WORLD_SIZE)."""
+    if num_workers != "auto":
+        return int(num_workers)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, min(MAX_AUTO_WORKERS, (cores or 1) // local_processes))
 
 
 def _seed_worker_transform(worker_id: int) -> None:
@@ -82,20 +101,24 @@ class SegmentationDataModule(LightningDataModule):
     `class_names` defaults to the dataset's own; `input_size` (height, width) is the size
     batches have and the network sees (GFLOPs are counted there). `on_error` says what a data
     problem found by `check` does: "raise" stops before training, "skip" drops the bad samples.
-    The augmentation options are those of `build_transform`. Any other keyword (`year`,
+    The augmentation options are those of `build_transform`. `num_workers` "auto" takes the
+    cores this process may use, capped (`loader_workers`); `pin_memory` None pins when a GPU
+    is present; `normalize_on_device` ships images as uint8 and normalises them after the
+    transfer (`prepare_images`). Any other keyword (`year`,
     `mode`, `subset`, `split_fractions`, `download`...) is an option of the dataset and is
     passed to it, with `root`.
     """
 
     def __init__(self, name: str, dataset: Callable[..., SegmentationDataset], num_classes: int,
                  input_size: Sequence[int], class_names: Sequence[str] | None = None,
-                 ignore_index: int = 255, batch_size: int = 16, num_workers: int = 0,
+                 ignore_index: int = 255, batch_size: int = 16, num_workers: int | str = 0,
                  root: str | None = None, on_error: str = "raise",
                  eval_sizing: str | None = None, scale: Sequence[float] | None = None,
                  crop: bool = False, hflip: float = 0.0, vflip: float = 0.0,
                  color_jitter: float = 0.0, mean: Sequence[float] = IMAGENET_MEAN,
                  std: Sequence[float] = IMAGENET_STD, seed: int = 0,
-                 pin_memory: bool = False, **dataset_options) -> None:
+                 pin_memory: bool | None = None, normalize_on_device: bool = False,
+                 **dataset_options) -> None:
         super().__init__()
         self.name = name
         self.dataset_factory = dataset
@@ -104,9 +127,10 @@ class SegmentationDataModule(LightningDataModule):
         self._class_names = list(class_names) if class_names is not None else None
         self.ignore_index = ignore_index
         self.batch_size = batch_size
-        self.num_workers = num_workers
+        self.num_workers = loader_workers(num_workers)
         self.seed = seed
-        self.pin_memory = pin_memory
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.normalize_on_device = normalize_on_device
         if on_error not in ("raise", "skip"):
             raise ValueError(f"data.on_error must be 'raise' or 'skip', got {on_error!r}")
         self.root = root
@@ -117,7 +141,8 @@ class SegmentationDataModule(LightningDataModule):
         self.transform_options = {
             "input_size": self.input_size, "eval_sizing": eval_sizing, "scale": scale,
             "crop": crop, "hflip": hflip, "vflip": vflip, "color_jitter": color_jitter,
-            "mean": mean, "std": std, "ignore_index": ignore_index}
+            "mean": mean, "std": std, "ignore_index": ignore_index,
+            "normalize": not normalize_on_device}
         self.datasets: dict[str, SegmentationDataset] = {}
         self.skipped: list[str] = []
         self._train_loader: StatefulDataLoader | None = None
@@ -251,6 +276,21 @@ class SegmentationDataModule(LightningDataModule):
     def load_state_dict(self, state_dict: dict) -> None:
         """Restored before the train loader is made: it starts where the checkpoint was."""
         self._train_loader_state = state_dict.get("train_loader")
+
+    def prepare_images(self, images: Tensor) -> Tensor:
+        """Network inputs from a batch's (or a sample's) images: uint8 ones, from splits
+        under `normalize_on_device`, normalised where they are; float ones as they are."""
+        if images.dtype != torch.uint8:
+            return images
+        return normalize_images(images, self.transform_options["mean"],
+                                self.transform_options["std"])
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """Sample batches get network inputs; anything else (Lightning also passes the model
+        summary's example input through here) is left as it is."""
+        if not isinstance(batch, dict) or "image" not in batch:
+            return batch
+        return {**batch, "image": self.prepare_images(batch["image"])}
 
     def val_dataloader(self) -> DataLoader:
         return self._evaluation_loader("val")

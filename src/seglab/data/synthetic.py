@@ -19,6 +19,7 @@ SHAPES = ("disc", "box", "triangle", "ring", "cross")
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 MIN_CONTRAST = 60.0
 PLACEMENT_ATTEMPTS = 10
+CACHE_LIMIT_BYTES = 1 << 30  # a split whose scenes fit in this is drawn once, then kept
 
 
 def class_names_for(num_classes: int) -> list[str]:
@@ -144,7 +145,12 @@ def draw_scene(seed: int, split: str, index: int, image_size: int = 64,
 
 
 class SyntheticShapes(SegmentationDataset):
-    """One split of procedurally drawn shape scenes; `lengths` gives each split's size."""
+    """One split of procedurally drawn shape scenes; `lengths` gives each split's size.
+
+    Each scene is drawn once and kept in memory (image and uint8 mask, while the split fits in
+    CACHE_LIMIT_BYTES), so from the second epoch on no training step waits on drawing. The
+    cache lives in the process that loads: the main one, or each persistent loader worker.
+    """
 
     def __init__(self, split: str, lengths: Mapping[str, int], image_size: int = 64,
                  num_classes: int = 4, max_objects: int = 3, max_overlap: float = 0.1,
@@ -160,6 +166,9 @@ class SyntheticShapes(SegmentationDataset):
         self.max_objects = max_objects
         self.max_overlap = max_overlap
         self.seed = seed
+        scene_bytes = image_size * image_size * 4  # 3 colour bytes + 1 mask byte per pixel
+        self.scenes: dict[int, tuple[np.ndarray, np.ndarray]] | None = \
+            {} if self.length * scene_bytes <= CACHE_LIMIT_BYTES else None
 
     def __len__(self) -> int:
         return self.length
@@ -167,6 +176,18 @@ class SyntheticShapes(SegmentationDataset):
     def load(self, index: int) -> dict:
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} {self.split} scenes")
+        image, mask = self.scene(index)
+        return {"image": image.copy(), "mask": mask.astype(np.int64),
+                "id": f"{self.split}_{index:06d}"}
+
+    def scene(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Scene `index` as (image, uint8 mask): from the cache, or drawn (and cached)."""
+        cached = self.scenes.get(index) if self.scenes is not None else None
+        if cached is not None:
+            return cached
         image, mask = draw_scene(self.seed, self.split, index, self.image_size,
                                  self.num_classes, self.max_objects, self.max_overlap)
-        return {"image": image, "mask": mask, "id": f"{self.split}_{index:06d}"}
+        scene = image, mask.astype(np.uint8)
+        if self.scenes is not None:
+            self.scenes[index] = scene
+        return scene

@@ -7,7 +7,9 @@ from collections.abc import Sequence
 
 import albumentations as A
 import cv2
+import torch
 from albumentations.pytorch import ToTensorV2
+from torch import Tensor
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -18,14 +20,16 @@ def build_transform(train: bool, input_size: Sequence[int], mean: Sequence[float
                     std: Sequence[float] = IMAGENET_STD, eval_sizing: str | None = None,
                     scale: Sequence[float] | None = None, crop: bool = False,
                     hflip: float = 0.0, vflip: float = 0.0, color_jitter: float = 0.0,
-                    ignore_index: int = 255, seed: int | None = None) -> A.Compose:
+                    ignore_index: int = 255, seed: int | None = None,
+                    normalize: bool = True) -> A.Compose:
     """Training: random rescale by a factor in `scale`, a random `input_size` crop (padded with
     zeros / `ignore_index` where the image is smaller) when `crop`, flips with probabilities
     `hflip`/`vflip`, colour jitter of strength `color_jitter`. Evaluation (and training without
     `crop`): `eval_sizing` "resize" to `input_size`, "pad" (shrink the longer side to fit, then
     pad at the bottom/right), "shorter_side" (scale the shorter side to the smaller of
     `input_size`, as torchvision's published weights are evaluated), or None to keep the size.
-    Then normalise and make tensors."""
+    Then normalise (unless not `normalize`: the image stays uint8, to be normalised on the
+    device by `normalize_images`) and make tensors."""
     if eval_sizing not in EVAL_SIZING:
         raise ValueError(f"data.eval_sizing must be one of {EVAL_SIZING}, got {eval_sizing!r}")
     height, width = input_size
@@ -56,5 +60,16 @@ def build_transform(train: bool, input_size: Sequence[int], mean: Sequence[float
     if train and color_jitter > 0:
         steps.append(A.ColorJitter(brightness=color_jitter, contrast=color_jitter,
                                    saturation=color_jitter, hue=min(color_jitter / 4, 0.5), p=0.8))
-    steps += [A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0), ToTensorV2()]
-    return A.Compose(steps, seed=seed)
+    if normalize:
+        steps.append(A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0))
+    return A.Compose([*steps, ToTensorV2()], seed=seed)
+
+
+def normalize_images(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """uint8 images [N, 3, H, W] (or [3, H, W]) as float32 normalised like A.Normalize:
+    (x - 255 mean) / (255 std), computed where the tensor is (the GPU, for batches that
+    travelled as uint8: a quarter of the bytes of float32)."""
+    shape = (3, 1, 1)
+    scale = torch.tensor(std, dtype=torch.float32, device=images.device).view(shape) * 255.0
+    shift = torch.tensor(mean, dtype=torch.float32, device=images.device).view(shape) * 255.0
+    return (images.float() - shift) / scale

@@ -21,6 +21,7 @@ class SegmentationNet(nn.Module, ABC):
     output_stride: int = 32
     encoder_frozen: bool = False
     weights_enum = None  # a torchvision WeightsEnum whose names `model.weights` may give
+    channels_last: bool = False  # inputs are made channels-last (see models/speed.py)
 
     @property
     @abstractmethod
@@ -73,5 +74,7 @@ class SegmentationNet(nn.Module, ABC):
         # a traced or exported graph keeps this choice for every size: there it always pads
         if pad_h or pad_w or torch.jit.is_tracing() or torch.compiler.is_exporting():
             images = F.pad(images, (0, pad_w, 0, pad_h))
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         logits = self.forward_padded(images)
         return logits[..., :height, :width]

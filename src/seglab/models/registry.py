@@ -10,6 +10,7 @@ from seglab.models.base import SegmentationNet
 from seglab.models.fcn import build_fcn, build_fcn8s
 from seglab.models.segnet import build_segnet
 from seglab.models.smp_models import build_smp
+from seglab.models.speed import compile_network, use_channels_last
 from seglab.models.torchvision_models import HUB_HINT, VARIANTS, build_torchvision
 from seglab.models.unet_classic import build_unet_classic
 from seglab.models.weights import fetch, load_matching, read_weights_file
@@ -79,15 +80,17 @@ def check_pair(name: str, encoder: str) -> None:
 
 def build_model(name: str, encoder: str, num_classes: int, encoder_weights: str | None = None,
                 weights: str | None = None, freeze_encoder: bool = False,
-                trust_weights: bool = False, **options) -> SegmentationNet:
+                trust_weights: bool = False, channels_last: bool = False,
+                compile: bool = False, **options) -> SegmentationNet:
     """Build `name` on `encoder` for `num_classes` classes.
 
     `encoder_weights`: pretrained encoder weights ("imagenet") or None for random init.
     `weights`: a torchvision weights name the model publishes (e.g. COCO_WITH_VOC_LABELS_V1)
     or a state dict / seglab checkpoint file; a classifier for another number of classes is
     re-initialised (a file is read as tensors only, unless `trust_weights`: the run's
-    trust_checkpoint). `freeze_encoder` stops the encoder from training. Other `options` go to
-    the architecture (e.g. `aux_loss`, `variant`, `base_channels`).
+    trust_checkpoint). `freeze_encoder` stops the encoder from training. `channels_last` and
+    `compile` are the speed switches of models/speed.py. Other `options` go to the
+    architecture (e.g. `aux_loss`, `variant`, `base_channels`, `decoder_channels`).
     """
     check_pair(name, encoder)
     if num_classes < 2:
@@ -97,6 +100,10 @@ def build_model(name: str, encoder: str, num_classes: int, encoder_weights: str 
         load_weights(net, str(weights), trust_weights)
     if freeze_encoder:
         net.freeze_encoder()
+    if channels_last:
+        use_channels_last(net)
+    if compile:
+        compile_network(net)
     return net
 
 
