@@ -59,3 +59,15 @@ def test_an_unsupported_compiler_falls_back_in_one_line(monkeypatch, caplog):
     assert len(warnings) == 1
     assert "torch.compile cannot run here (InvalidCxxCompiler" in warnings[0]
     assert "runs uncompiled" in warnings[0]
+
+
+def test_gpu_amp_picks_bf16_on_native_gpus_else_fp16_with_a_scaler(monkeypatch):
+    from seglab.config import amp_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    native = {"bf16": True}
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                        lambda including_emulation=True: native["bf16"] or including_emulation)
+    assert amp_precision() == "bf16-mixed"
+    native["bf16"] = False  # a Turing card: bf16 only emulated
+    assert amp_precision() == "16-mixed"

@@ -1,17 +1,21 @@
-"""Where the Hydra configs live, and the checks a composed config must pass before a run."""
+"""Where the Hydra configs live, the resolvers they use, and the checks a composed config must
+pass before a run.
+
+Imported by every entry point before Hydra starts, so it imports no torch: a typo on the
+command line, `--help` and `--cfg` answer without it. What needs torch (`${auto_precision:}`,
+the model registry, `${log_suffix:}`'s ranks) is imported when first used.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seglab import wandb_setup  # noqa: F401 (registers ${wandb_offline:}, ${wandb_log_model:})
 from seglab.errors import ConfigError
-from seglab.models import MODELS, check_pair, supported_encoders
 
 
 def config_dir() -> str:
@@ -46,8 +50,10 @@ def unknown_choice(arguments: list[str]) -> str | None:
 def auto_precision(accelerator: str = "auto") -> str:
     """"bf16-mixed" where bf16 runs natively on the chosen accelerator (Ampere+ GPUs, CPUs
     with AVX512-BF16 or AMX), else "32-true": `${auto_precision:...}` in trainer/default.yaml."""
+    import torch
+
     if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
+        return "bf16-mixed" if _native_bf16_gpu() else "32-true"
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -55,7 +61,26 @@ def auto_precision(accelerator: str = "auto") -> str:
     return "bf16-mixed" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "32-true"
 
 
+def _native_bf16_gpu() -> bool:
+    """Whether the GPU runs bf16 in hardware (Ampere and newer); torch's default check also
+    counts the slow emulation older GPUs offer."""
+    import torch
+
+    return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+def amp_precision() -> str:
+    """`${amp_precision:}` (trainer/gpu_amp.yaml): "bf16-mixed" on GPUs with native bf16,
+    else "16-mixed", for which Lightning scales the loss with a GradScaler."""
+    import torch
+
+    if torch.cuda.is_available() and not _native_bf16_gpu():
+        return "16-mixed"
+    return "bf16-mixed"
+
+
 OmegaConf.register_new_resolver("auto_precision", auto_precision, replace=True)
+OmegaConf.register_new_resolver("amp_precision", amp_precision, replace=True)
 
 
 def job_overrides() -> list[str]:
@@ -71,13 +96,24 @@ def sweep_group(default: str) -> str:
     return default
 
 
+def log_suffix() -> str:
+    """`${log_suffix:}` (conf/hydra/default.yaml): Hydra resolves it when it sets up a job's
+    log, before the job imports anything; the ranks are seglab.distributed's."""
+    from seglab import distributed
+
+    return distributed.log_suffix()
+
+
 OmegaConf.register_new_resolver("sweep_group", sweep_group, replace=True)
 OmegaConf.register_new_resolver("job_tags", job_overrides, replace=True)
+OmegaConf.register_new_resolver("log_suffix", log_suffix, replace=True)
 
 
 def select_sole_encoder(cfg: DictConfig, overrides: list[str]) -> None:
     """A model that accepts a single encoder (unet_classic, fcn8s, lraspp) selects it by
     itself, unless the command line names an encoder (which is then checked as usual)."""
+    from seglab.models import MODELS, supported_encoders
+
     model, encoder = OmegaConf.select(cfg, "model.name"), OmegaConf.select(cfg, "encoder.name")
     if model not in MODELS or encoder is None:
         return
@@ -118,7 +154,8 @@ TYPED_KEYS = {
     "data.class_names": (lambda v: v is None or (isinstance(v, list) and all(
         isinstance(name, str) for name in v)), "null (the dataset's own) or a list of names"),
     "data.batch_size": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
-    "data.num_workers": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "data.num_workers": (lambda v: v == "auto" or (_is_int(v) and v >= 0),
+                         "auto or a non-negative integer"),
     "data.ignore_index": (_is_int, "an integer"),
     "data.input_size": (lambda v: isinstance(v, list) and len(v) == 2 and all(
         _is_int(side) and side >= 1 for side in v), "a [height, width] pair of positive integers"),
@@ -209,6 +246,8 @@ def check_config(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first key whose value has the wrong type or range, class
     names or weights that do not match the number of classes, or a model/encoder pair the
     registry refuses."""
+    from seglab.models import check_pair
+
     _check_types(cfg)
     _check_classes(cfg)
     _check_run_length(cfg)

@@ -23,7 +23,6 @@ from hydra.utils import get_original_cwd
 from lightning.fabric.strategies.launchers import subprocess_script as fabric_launcher
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.strategies.launchers import subprocess_script as pytorch_launcher
-from omegaconf import OmegaConf
 
 # What Lightning's launcher sets in the parent's environment for its children.
 RENDEZVOUS_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
@@ -54,7 +53,6 @@ def log_suffix() -> str:
     return "" if is_rank_zero() else f".rank{rank_zero_only.rank}"
 
 
-OmegaConf.register_new_resolver("log_suffix", log_suffix, replace=True)
 fabric_launcher._hydra_subprocess_cmd = job_subprocess_command
 pytorch_launcher._hydra_subprocess_cmd = job_subprocess_command
 

@@ -1,5 +1,6 @@
 """`seglab-train resume=<run folder>`: continue a killed or failed run from its last.ckpt, with
-the run's own config, folder and logger run."""
+the run's own config, folder and logger run. `resume_argument` runs before Hydra starts, so
+the checkpoint reader (torch) is imported by the checks that read one."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from seglab.checkpoints import read_checkpoint, trusted
 from seglab.config import job_overrides
 from seglab.errors import FolderRefused
 from seglab.results import read_status
@@ -25,6 +25,8 @@ def resumed_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
     """The config the run in `run_dir` was started with, after checking it can continue:
     a seglab run folder, not completed, with a last.ckpt, resumed where it was written and
     without other overrides (the run's config is what it trains with)."""
+    from seglab.checkpoints import read_checkpoint, trusted
+
     config_file = run_dir / ".hydra" / "config.yaml"
     if not run_dir.is_dir():
         raise FolderRefused(f"resume: {run_dir} is not a folder; expected a seglab-train run "

@@ -1,5 +1,8 @@
 """What every entry point does around its work: the run-folder guard, the saved config,
-and turning a user's mistake into one clear line and a failed metrics.json."""
+and turning a user's mistake into one clear line and a failed metrics.json.
+
+Imports torch and Lightning: entry points import it once a run starts; what they check
+before Hydra starts is seglab.command_line."""
 
 from __future__ import annotations
 
@@ -18,13 +21,16 @@ from hydra.types import RunMode
 from lightning import seed_everything
 from omegaconf import DictConfig, OmegaConf
 
-from seglab.config import check_config, job_overrides, select_sole_encoder, unknown_choice
+from seglab.command_line import (  # re-exported: importable from here as before
+    exit_on_command_line_error as exit_on_command_line_error,
+)
+from seglab.config import check_config, job_overrides, select_sole_encoder
 from seglab.distributed import is_rank_zero
 from seglab.errors import USER_ERRORS, ConfigError, FolderRefused, one_line
 from seglab.report import print_run_summary
 from seglab.results import read_metrics, read_status, write_metrics_json
 from seglab.resume import resume_folder
-from seglab.wandb_setup import api_key_override, check_wandb_online, refuse_api_key
+from seglab.wandb_setup import check_wandb_online, refuse_api_key
 
 
 def _skip_completed(cfg: DictConfig) -> bool:
@@ -135,41 +141,6 @@ def finish_run(metrics: dict, output_dir: Path) -> None:
     """Write metrics.json and print the per-class table with the run folder."""
     write_metrics_json(output_dir / "metrics.json", metrics)
     print_run_summary(metrics, metrics["class_names"], str(output_dir))
-
-
-# Command-line keys that name where a run writes (literally, before any ${...} in the value).
-OUTPUT_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "paths.log_dir", "output")
-
-
-def unwritable_output(arguments: list[str]) -> str | None:
-    """The first output folder on the command line (else the default, paths.log_dir) that
-    cannot be created or written (a file in the way, a read-only mount), in one line; else
-    None."""
-    named = [argument.partition("=")[::2] for argument in arguments
-             if argument.partition("=")[0] in OUTPUT_KEYS]
-    for key, value in named or [("paths.log_dir", os.environ.get("SEGLAB_LOG_DIR", "outputs"))]:
-        folder = value.strip("'\"").split("${", 1)[0]
-        if not folder:
-            continue
-        existing = Path(folder).absolute()
-        while not existing.exists():
-            existing = existing.parent
-        if not existing.is_dir():
-            return f"{key}: cannot create {folder}: {existing} is a file, not a folder"
-        if not os.access(existing, os.W_OK | os.X_OK):
-            return f"{key}: cannot write in {existing} (read-only or no permission); " \
-                   "choose a writable folder"
-    return None
-
-
-def exit_on_command_line_error() -> None:
-    """Before Hydra starts: a mistyped config choice, an output folder that cannot be
-    written, or an API key on the command line is one line, exit 2."""
-    problem = unknown_choice(sys.argv[1:]) or unwritable_output(sys.argv[1:]) \
-        or api_key_override(sys.argv[1:])
-    if problem is not None:
-        print(f"error: {problem}", file=sys.stderr)
-        raise SystemExit(2)
 
 
 def _in_multirun() -> bool:
