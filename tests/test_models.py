@@ -221,3 +221,11 @@ def test_torchvision_outputs_match_torchvision_and_skip_aux_at_inference():
     torch.testing.assert_close(net(images), net.model(images)["out"])
     without_aux = build_model("fcn", "resnet50", num_classes=3, aux_loss=None)
     assert count_gflops(net, 64, 64) == pytest.approx(count_gflops(without_aux, 64, 64))
+
+
+def test_a_shallower_smp_encoder_keeps_only_the_stages_it_runs():
+    net = build_model("unet", "resnet18", 4, encoder_depth=4, decoder_channels=[64, 32, 16, 8])
+    assert not hasattr(net.encoder, "layer4") and hasattr(net.encoder, "layer3")
+    net(torch.randn(2, 3, 64, 64)).mean().backward()
+    assert [name for name, p in net.named_parameters() if p.grad is None] == []
+    assert count_parameters(net) == 3_105_540  # ResNet-18 to layer3 + the 4-stage decoder

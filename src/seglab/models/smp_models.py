@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import segmentation_models_pytorch as smp
+import torch
 from segmentation_models_pytorch.encoders import get_encoder
 from torch import Tensor, nn
 
@@ -48,8 +49,33 @@ class SmpNet(SegmentationNet):
 
 def build_smp(name: str, encoder: str, num_classes: int,
               encoder_weights: str | None = None, **options) -> SmpNet:
-    """smp architecture `name` on `encoder`; `encoder_weights` as smp names them."""
-    return SmpNet(fetch(f"{encoder_weights!r} weights for encoder {encoder!r}",
-                        lambda: ARCHITECTURES[name](encoder_name=smp_name(encoder),
-                                                    encoder_weights=encoder_weights,
-                                                    classes=num_classes, **options), HUB_HINT))
+    """smp architecture `name` on `encoder`; `encoder_weights` as smp names them. Other
+    `options` are the architecture's (`encoder_depth`, `decoder_channels`, ...)."""
+    model = fetch(f"{encoder_weights!r} weights for encoder {encoder!r}",
+                  lambda: ARCHITECTURES[name](encoder_name=smp_name(encoder),
+                                              encoder_weights=encoder_weights,
+                                              classes=num_classes, **options), HUB_HINT)
+    if options.get("encoder_depth", 5) < 5:
+        drop_unused_stages(model.encoder)
+    return SmpNet(model)
+
+
+@torch.no_grad()
+def drop_unused_stages(encoder: nn.Module) -> None:
+    """smp keeps every stage of an encoder built with `encoder_depth` < 5, although its forward
+    stops earlier: remove the stages (direct children) a forward pass never reaches, so that
+    parameter counts, checkpoints and DDP (which refuses parameters that never get a gradient)
+    see only the network that runs. Encoders that keep all stages in one indexed container
+    (MobileNet, VGG, EfficientNet) keep it whole."""
+    called: set[int] = set()
+    hooks = [module.register_forward_hook(lambda *_, key=id(module): called.add(key))
+             for module in encoder.modules()]
+    was_training = encoder.training
+    encoder.eval()  # no batch-norm statistics from the probe
+    encoder(torch.zeros(1, 3, 64, 64))
+    encoder.train(was_training)
+    for hook in hooks:
+        hook.remove()
+    for name, child in list(encoder.named_children()):
+        if not any(id(module) in called for module in child.modules()):
+            delattr(encoder, name)
