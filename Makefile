@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: help install train test lint clean distclean
+.PHONY: help install train test lint bench clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,7 +24,10 @@ test: $(STAMP) ## run the whole test suite (offline, CPU)
 	$(BIN)/pytest $(ARGS)
 
 lint: $(STAMP) ## check style with ruff
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks
+
+bench: $(STAMP) ## speed and memory benchmarks: Markdown table + benchmarks/results/*.json; ARGS="--only training"
+	$(BIN)/python -m benchmarks $(ARGS)
 
 clean: ## remove caches and build files (keeps .venv and outputs/)
 	rm -rf build dist .pytest_cache .ruff_cache src/*.egg-info

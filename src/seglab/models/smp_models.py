@@ -68,8 +68,11 @@ def drop_unused_stages(encoder: nn.Module) -> None:
     see only the network that runs. Encoders that keep all stages in one indexed container
     (MobileNet, VGG, EfficientNet) keep it whole."""
     called: set[int] = set()
-    hooks = [module.register_forward_hook(lambda *_, key=id(module): called.add(key))
-             for module in encoder.modules()]
+
+    def watch(module: nn.Module):
+        return module.register_forward_hook(lambda *_: called.add(id(module)))
+
+    hooks = [watch(module) for module in encoder.modules()]
     was_training = encoder.training
     encoder.eval()  # no batch-norm statistics from the probe
     encoder(torch.zeros(1, 3, 64, 64))
