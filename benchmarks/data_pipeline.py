@@ -24,10 +24,10 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from benchmarks.configs import compose_config
 from benchmarks.measure import Row, compare, interleaved, progress
 from benchmarks.scenes import scene
 from seglab.builders import build_datamodule
+from seglab.config import compose_config
 from seglab.data.files import read_image, read_mask
 from seglab.viz import class_palette
 

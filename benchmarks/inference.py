@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from benchmarks.configs import compose_config
 from benchmarks.measure import Row, compare, interleaved, peak_rss_mib, progress, single
 from benchmarks.scenes import write_pictures
+from seglab.config import compose_config
 from seglab.data.files import read_image
 from seglab.inference.inputs import to_network_input
 from seglab.prediction import load_model, pick_device, predict, prediction_card

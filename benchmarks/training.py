@@ -30,7 +30,6 @@ from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
-from benchmarks.configs import compose_config
 from benchmarks.measure import Row, compare, interleaved, progress
 from seglab.builders import (
     build_callbacks,
@@ -39,6 +38,7 @@ from seglab.builders import (
     build_module,
     build_trainer,
 )
+from seglab.config import compose_config
 from seglab.data.datamodule import SegmentationDataModule
 
 NAME = "training"

@@ -11,11 +11,9 @@ if "PYTEST_XDIST_WORKER" in os.environ:  # two workers share two cores: one thre
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # the command-line runs they start inherit it
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from seglab.config import config_dir
+from seglab.config import compose_config, config_dir  # noqa: F401 (compose_config: for the tests)
 
 # Small enough for seconds on a CPU, large enough that every class appears.
 TINY = [
@@ -29,19 +27,6 @@ TINY = [
     "logger=none",
 ]
 BIN = Path(sys.executable).parent
-
-
-def compose_config(config_name: str, output_dir: Path, overrides: list[str] = ()) -> DictConfig:
-    """The composed config, as Hydra would give it to the entry point, writing to output_dir."""
-    with initialize_config_dir(config_dir(), version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=list(overrides),
-                      return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    return cfg
 
 
 @pytest.fixture

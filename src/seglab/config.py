@@ -8,8 +8,10 @@ the model registry, `${log_suffix:}`'s ranks) is imported when first used.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -26,6 +28,21 @@ def config_dir() -> str:
             return str(candidate)
     raise ConfigError(f"seglab's config folder is missing: looked for conf/train.yaml in "
                       f"{here} and {here.parents[1]}; reinstall seglab")
+
+
+def compose_config(name: str, output_dir: Path,
+                   overrides: Sequence[str] = ()) -> DictConfig:
+    """The config `name` (train, predict...) with `overrides`, composed in-process as the
+    console script would receive it, writing to `output_dir`; Hydra's runtime is registered
+    so `${hydra:...}` values resolve. For tests and benchmarks."""
+    with initialize_config_dir(config_dir(), version_base="1.3"):
+        cfg = compose(config_name=name, overrides=list(overrides), return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    return cfg
 
 
 def unknown_choice(arguments: list[str]) -> str | None:
