@@ -71,3 +71,39 @@ def test_gpu_amp_picks_bf16_on_native_gpus_else_fp16_with_a_scaler(monkeypatch):
     assert amp_precision() == "bf16-mixed"
     native["bf16"] = False  # a Turing card: bf16 only emulated
     assert amp_precision() == "16-mixed"
+
+
+def test_a_compiled_run_loads_for_inference_uncompiled_and_its_switches_may_change(tmp_path):
+    from omegaconf import OmegaConf
+
+    from seglab.inference.loading import load_checkpoint_net
+    from seglab.models.speed import CompiledForward
+    from seglab.run_config import network_of
+
+    trained = OmegaConf.create({
+        "model": {"_target_": "seglab.models.build_model", "name": "unet_classic",
+                  "encoder": "none", "num_classes": 3, "base_channels": 8, "compile": True,
+                  "channels_last": True, "weights": None, "encoder_weights": None},
+        "encoder": {"name": "none"}, "data": {"num_classes": 3}, "trust_checkpoint": False})
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "weights.pt"
+    torch.save(build_model("unet_classic", "none", 3, base_channels=8).state_dict(), checkpoint)
+    net = load_checkpoint_net(trained, checkpoint)
+    assert not isinstance(net.forward_padded, CompiledForward) and net.channels_last
+    asked = OmegaConf.merge(trained, {"model": {"compile": False, "channels_last": False}})
+    assert network_of(asked) == network_of(trained)  # eval/predict/export may switch them
+
+
+def test_auto_workers_share_the_cores_and_a_resumed_loader_keeps_its_count():
+    import os
+
+    from seglab.data.datamodule import MAX_AUTO_WORKERS, SegmentationDataModule, loader_workers
+
+    cores = len(os.sched_getaffinity(0))
+    assert loader_workers("auto") == max(1, min(MAX_AUTO_WORKERS, cores))
+    assert loader_workers("auto", local_processes=cores * 2) == 1
+    assert loader_workers(3) == 3
+    dm = SegmentationDataModule(name="x", dataset=None, num_classes=2, input_size=[8, 8],
+                                num_workers="auto")
+    dm.load_state_dict({"train_loader": None, "num_workers": 7})
+    assert dm.num_workers == 7  # torchdata refuses a loader state saved with another count

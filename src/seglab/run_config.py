@@ -15,8 +15,9 @@ from seglab.errors import ConfigError
 
 # What fixes the network a checkpoint holds: a command line that changes one contradicts it.
 NETWORK_KEYS = ("model", "encoder.name", "data.num_classes")
-# Where a network's starting weights come from: irrelevant once the checkpoint supplies them.
-STARTING_WEIGHTS = ("weights", "encoder_weights", "freeze_encoder")
+# Where a network's starting weights come from, and how fast it runs (models/speed.py):
+# irrelevant to which network a checkpoint holds.
+STARTING_WEIGHTS = ("weights", "encoder_weights", "freeze_encoder", "channels_last", "compile")
 
 
 def recorded_class_names(checkpoint: object, ckpt_path: Path) -> list[str]:

@@ -21,6 +21,7 @@ from seglab.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     build_transform,
+    normalization_tensors,
     normalize_images,
 )
 from seglab.errors import ConfigError
@@ -34,15 +35,14 @@ SPLITS = ("train", "val", "test")
 MAX_AUTO_WORKERS = 8
 
 
-def loader_workers(num_workers: int | str) -> int:
+def loader_workers(num_workers: int | str, local_processes: int = 1) -> int:
     """`data.num_workers`: a count, or "auto": the CPU cores this process may run on (its
-    affinity, which SLURM and containers narrow), capped at MAX_AUTO_WORKERS, shared among
-    the DDP processes of this machine (LOCAL_WORLD_SIZE)."""
+    affinity, which SLURM and containers narrow), shared among the `local_processes` (DDP
+    processes of this machine), capped at MAX_AUTO_WORKERS."""
     if num_workers != "auto":
         return int(num_workers)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    return max(1, min(MAX_AUTO_WORKERS, (cores or 1) // local_processes))
+    return max(1, min(MAX_AUTO_WORKERS, (cores or 1) // max(1, local_processes)))
 
 
 def _seed_worker_transform(worker_id: int) -> None:
@@ -127,10 +127,12 @@ class SegmentationDataModule(LightningDataModule):
         self._class_names = list(class_names) if class_names is not None else None
         self.ignore_index = ignore_index
         self.batch_size = batch_size
-        self.num_workers = loader_workers(num_workers)
+        self.num_workers_option = num_workers
+        self._saved_num_workers: int | None = None
         self.seed = seed
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.normalize_on_device = normalize_on_device
+        self._normalization: dict[torch.device, tuple[Tensor, Tensor]] = {}
         if on_error not in ("raise", "skip"):
             raise ValueError(f"data.on_error must be 'raise' or 'skip', got {on_error!r}")
         self.root = root
@@ -217,6 +219,15 @@ class SegmentationDataModule(LightningDataModule):
             self.split(name)
 
     @property
+    def num_workers(self) -> int:
+        """Loader processes: `data.num_workers`, "auto" resolved for this machine's share of
+        the run; a resumed run keeps the count its loader state was saved with."""
+        if self._saved_num_workers is not None:
+            return self._saved_num_workers
+        devices = self.trainer.num_devices if self.trainer is not None else 1
+        return loader_workers(self.num_workers_option, devices)
+
+    @property
     def processes(self) -> int:
         """How many processes share each batch: the trainer's world size under DDP, else 1."""
         trainer = self.trainer
@@ -271,19 +282,22 @@ class SegmentationDataModule(LightningDataModule):
         saves it too, but restores it only into a loader made after the restore, and the
         schedulers' `estimated_stepping_batches` makes the loader before.)"""
         return {} if self._train_loader is None else \
-            {"train_loader": self._train_loader.state_dict()}
+            {"train_loader": self._train_loader.state_dict(), "num_workers": self.num_workers}
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restored before the train loader is made: it starts where the checkpoint was."""
         self._train_loader_state = state_dict.get("train_loader")
+        self._saved_num_workers = state_dict.get("num_workers")
 
     def prepare_images(self, images: Tensor) -> Tensor:
         """Network inputs from a batch's (or a sample's) images: uint8 ones, from splits
         under `normalize_on_device`, normalised where they are; float ones as they are."""
         if images.dtype != torch.uint8:
             return images
-        return normalize_images(images, self.transform_options["mean"],
-                                self.transform_options["std"])
+        if images.device not in self._normalization:  # one host-to-device copy per device
+            self._normalization[images.device] = normalization_tensors(
+                self.transform_options["mean"], self.transform_options["std"], images.device)
+        return normalize_images(images, *self._normalization[images.device])
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """Sample batches get network inputs; anything else (Lightning also passes the model

@@ -65,11 +65,16 @@ def build_transform(train: bool, input_size: Sequence[int], mean: Sequence[float
     return A.Compose([*steps, ToTensorV2()], seed=seed)
 
 
-def normalize_images(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+def normalization_tensors(mean: Sequence[float], std: Sequence[float],
+                          device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+    """(255 mean, 255 std) as [3, 1, 1] float32 tensors on `device`, for `normalize_images`."""
+    shift = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1) * 255.0
+    scale = torch.tensor(std, dtype=torch.float32).view(3, 1, 1) * 255.0
+    return shift.to(device), scale.to(device)
+
+
+def normalize_images(images: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
     """uint8 images [N, 3, H, W] (or [3, H, W]) as float32 normalised like A.Normalize:
     (x - 255 mean) / (255 std), computed where the tensor is (the GPU, for batches that
     travelled as uint8: a quarter of the bytes of float32)."""
-    shape = (3, 1, 1)
-    scale = torch.tensor(std, dtype=torch.float32, device=images.device).view(shape) * 255.0
-    shift = torch.tensor(mean, dtype=torch.float32, device=images.device).view(shape) * 255.0
     return (images.float() - shift) / scale

@@ -46,8 +46,9 @@ def run_card(cfg: DictConfig, class_names: list[str], source: str) -> ModelCard:
 
 def load_checkpoint_net(cfg: DictConfig, ckpt_path: Path) -> SegmentationNet:
     """The run's network (built from its config, no download) with the checkpoint's weights,
-    in eval mode; a ConfigError naming the file when they do not fit it."""
-    net = instantiate(cfg.model, weights=None, encoder_weights=None)
+    in eval mode; a ConfigError naming the file when they do not fit it. Never compiled, even
+    when the run trained with model.compile: tracing and export refuse compiled code."""
+    net = instantiate(cfg.model, weights=None, encoder_weights=None, compile=False)
     state = read_weights_file(ckpt_path, trusted(cfg), key="ckpt_path")
     check_fits(net, state, f"ckpt_path: {ckpt_path} does not fit {describe_network(cfg)}")
     net.load_state_dict(state)
