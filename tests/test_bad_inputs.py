@@ -77,8 +77,8 @@ CORPUS = [
     bad("train", "data.input_size=[0,32]", "data.input_size = [0, 32] (list): expected a"),
     bad("train", "data.hflip=abc", "data.hflip = 'abc' (str): expected a probability"),
     bad("train", "data.class_names=[a,b]", "data.class_names = ['a', 'b']: expected 4 names"),
-    bad("train", "loss.class_weights=[1,2]", "loss.class_weights = [1, 2]: expected auto or a "
-        "list of 4 numbers"),
+    bad("train", "loss=ce loss.class_weights=[1,2]",
+        "loss.class_weights = [1, 2]: expected auto or a list of 4 numbers"),
     bad("train", "loss=ce_dice loss.terms.ce.class_weights=[1,1,a,1]",
         "loss.terms.ce.class_weights = [1, 1, 'a', 1]: expected auto"),
     bad("train", "loss=focal loss.gamma=abc", "loss.gamma = 'abc' (str): expected a non-negative"),

@@ -18,7 +18,7 @@ def test_train_cli_writes_the_contract(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     output = result.stdout + result.stderr
     assert "Tip:" not in output  # Lightning's promotional lines are silenced
-    assert "Total FLOPs: 169 M" in output  # the summary runs a real example input
+    assert "Total FLOPs: 98.3 M" in output  # the summary runs a real example input
     log = (tmp_path / "run" / "train.log").read_text()  # Lightning's lines reach the run log
     assert "Seed set to 0" in log and "`Trainer.fit` stopped" in log
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())

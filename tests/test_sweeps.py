@@ -191,7 +191,7 @@ def test_each_job_has_its_own_tensorboard_wandb_and_csv_logs(tmp_path):
         saved = _metrics(sweep, job)
         hparams, metric_tags = _hparams_of(sweep / str(job) / "tensorboard")
         assert (hparams["model"], hparams["encoder"], hparams["loss"]) == (model, "mobilenet_v2",
-                                                                           "ce")
+                                                                           "ce_dice")
         assert hparams["optimizer.lr"] == pytest.approx(0.003)
         assert "final/val_mIoU_best" in metric_tags and "final/test_mIoU" in metric_tags
         assert (sweep / str(job) / "csv" / "metrics.csv").is_file()

@@ -52,7 +52,7 @@ def test_auto_class_weights_reach_the_loss(tmp_path, monkeypatch):
     monkeypatch.setenv("SEGLAB_CACHE_DIR", str(tmp_path / "cache"))
     write_folder(tmp_path / "data", count=6)
     cfg = compose_config("train", tmp_path / "run", [
-        "data=folder", f"data.root={tmp_path}/data", "loss.class_weights=auto",
+        "data=folder", f"data.root={tmp_path}/data", "loss=ce", "loss.class_weights=auto",
         "data.split_fractions={train:0.5,val:0.25,test:0.25}"])
     datamodule = build_datamodule(cfg)
     expected = median_frequency_weights(datamodule.split_report("train"))
@@ -63,7 +63,7 @@ def test_auto_class_weights_reach_the_loss(tmp_path, monkeypatch):
 
 def test_wrong_length_class_weights_are_named(tmp_path):
     from seglab.config import check_config
-    cfg = compose_config("train", tmp_path, ["loss.class_weights=[1.0,2.0]"])
+    cfg = compose_config("train", tmp_path, ["loss=ce", "loss.class_weights=[1.0,2.0]"])
     with pytest.raises(ConfigError, match=r"loss.class_weights = \[1.0, 2.0\]: expected auto or "
                                           r"a list of 4 numbers"):
         check_config(cfg)
