@@ -15,11 +15,11 @@ import re
 import sys
 import time
 from datetime import date
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import ModuleType
 
 from benchmarks.measure import Row, progress
+from seglab.results import package_version
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = {"training": "benchmarks.training", "startup": "benchmarks.startup",
@@ -115,13 +115,6 @@ def git_commit() -> str | None:
     except OSError:
         return None
     return None
-
-
-def package_version(name: str) -> str | None:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
 
 
 def describe_machine() -> dict:

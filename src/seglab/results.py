@@ -16,7 +16,8 @@ PACKAGES = {"torch": "torch", "torchvision": "torchvision", "lightning": "lightn
 METRIC_NAMES = ("mIoU", "mIoU_best", "pixel_acc", "dice", "loss")
 
 
-def _package_version(name: str) -> str | None:
+def package_version(name: str) -> str | None:
+    """The installed version of distribution `name`, or None."""
     try:
         return version(name)
     except PackageNotFoundError:
@@ -38,7 +39,7 @@ def _git_state() -> dict:
 
 def versions() -> dict:
     """Library versions and the seglab git state, for reproducing a run."""
-    found = {key: _package_version(package) for key, package in PACKAGES.items()}
+    found = {key: package_version(package) for key, package in PACKAGES.items()}
     return {**found, "seglab": __version__, "git": _git_state()}
 
 
