@@ -131,7 +131,6 @@ class SegmentationDataModule(LightningDataModule):
         self._saved_num_workers: int | None = None
         self.seed = seed
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
-        self.normalize_on_device = normalize_on_device
         self._normalization: dict[torch.device, tuple[Tensor, Tensor]] = {}
         if on_error not in ("raise", "skip"):
             raise ValueError(f"data.on_error must be 'raise' or 'skip', got {on_error!r}")
