@@ -1,6 +1,7 @@
 """The speed switches change how fast the network runs, not what it computes."""
 
 import logging
+import re
 
 import torch
 from torch._inductor.exc import InvalidCxxCompiler
@@ -107,3 +108,19 @@ def test_auto_workers_share_the_cores_and_a_resumed_loader_keeps_its_count():
                                 num_workers="auto")
     dm.load_state_dict({"train_loader": None, "num_workers": 7})
     assert dm.num_workers == 7  # torchdata refuses a loader state saved with another count
+
+
+def test_bad_switch_values_are_named(tmp_path):
+    import pytest
+
+    from seglab.config import check_config, compose_config
+    from seglab.errors import ConfigError
+
+    for override, message in (
+            ("model.channels_last=maybe", "model.channels_last = 'maybe' (str): expected true"),
+            ("model.compile=1", "model.compile = 1 (int): expected true or false"),
+            ("data.normalize_on_device=yes", "data.normalize_on_device = 'yes' (str)"),
+            ("data.num_workers=many", "data.num_workers = 'many' (str): expected auto or"),
+            ("model.encoder_depth=7", "model.encoder_depth = 7 (int): expected an integer")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            check_config(compose_config("train", tmp_path, [override]))

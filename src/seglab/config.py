@@ -184,6 +184,9 @@ TYPED_KEYS = {
     "data.color_jitter": (_is_fraction, "a strength in [0, 1]"),
     "data.scale": (_is_scale_range, "null or a [low, high] range of positive factors, low <= high"),
     "data.on_error": (lambda v: v in ("raise", "skip"), "raise or skip"),
+    **{key: (lambda v: isinstance(v, bool), "true or false")
+       for key in ("data.normalize_on_device", "model.channels_last", "model.compile")},
+    "model.encoder_depth": (lambda v: _is_int(v) and 1 <= v <= 5, "an integer from 1 to 5"),
     "trainer.max_epochs": (lambda v: v is None or v == -1 or (_is_int(v) and v >= 1),
                            "a positive integer, -1 (no limit) or null"),
     "optimizer.lr": (lambda v: _is_number(v) and v > 0, "a positive number"),
