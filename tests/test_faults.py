@@ -69,11 +69,28 @@ def test_an_output_folder_under_a_file_is_one_line_before_anything_runs(
 
 
 def test_a_read_only_output_folder_is_one_line(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("seglab.task.os.access", lambda path, mode: False)  # tests run as root
+    def refuse(**where):  # tests run as root, whom permission bits never stop
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr("seglab.command_line.tempfile.mkdtemp", refuse)
     code, err = _train_cli(monkeypatch, capsys, f"hydra.run.dir={tmp_path}/run")
     assert code == 2
-    assert err == f"error: hydra.run.dir: cannot write in {tmp_path} (read-only or no " \
-                  "permission); choose a writable folder\n"
+    assert err == f"error: hydra.run.dir: cannot create {tmp_path}/run: {tmp_path} does not " \
+                  "take new folders (Permission denied); choose a writable folder\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_where_no_folder_can_be_made_is_one_line(monkeypatch, capsys):
+    """/proc is a folder that root may write to by its permission bits, yet makes none."""
+    code, err = _train_cli(monkeypatch, capsys, "hydra.run.dir=/proc/seglab-x")
+    assert code == 2
+    assert err == "error: hydra.run.dir: cannot create /proc/seglab-x: /proc does not take new " \
+                  "folders (No such file or directory); choose a writable folder\n"
+
+
+def test_the_write_check_leaves_nothing_behind(tmp_path):
+    from seglab.command_line import unwritable_output
+    assert unwritable_output([f"hydra.run.dir={tmp_path}/new/run"]) is None
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_full_disk_is_one_line_before_training(tiny_train_cfg, monkeypatch):

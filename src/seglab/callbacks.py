@@ -5,13 +5,17 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from lightning import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
+from seglab.crashes import heartbeat
+from seglab.results import read_metrics, write_metrics_json
 from seglab.viz import plot_curves, predict_samples, prediction_grid
 
 PREDICTIONS_TAG = "val/predictions"
@@ -25,18 +29,21 @@ class EpochHistory(Callback):
 
     Lightning calls callbacks' `on_train_epoch_end` before the module's, where the train
     scores are logged, so an epoch's row is recorded when the next epoch starts or when
-    training ends.
+    training ends, or when the epoch-end checkpoint is written (after the module's hook), so
+    that the checkpoint holds it: a run resumed from there starts with the next epoch.
     """
 
     def __init__(self, output_dir: str) -> None:
         self.output_dir = Path(output_dir)
         self.rows: list[dict] = []
 
-    def _record(self, trainer: Trainer) -> None:
-        """Append the row of the last completed epoch, if not recorded yet (one process writes)."""
+    def _record(self, trainer: Trainer, completed: int | None = None) -> None:
+        """Append the row of the last completed epoch (or of epoch `completed` - 1), if not
+        recorded yet (one process writes)."""
         if not trainer.is_global_zero:
             return
-        completed = trainer.fit_loop.epoch_progress.current.completed
+        if completed is None:
+            completed = trainer.fit_loop.epoch_progress.current.completed
         metrics = {key: float(value) for key, value in trainer.callback_metrics.items()
                    if value.numel() == 1 and not key.endswith("_step")}
         if len(self.rows) >= completed or "train/loss" not in metrics:
@@ -63,12 +70,63 @@ class EpochHistory(Callback):
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._record(trainer)
 
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule,
+                           checkpoint: dict) -> None:
+        """At an epoch's end (its end hooks under way: processed, not yet completed) the epoch's
+        row goes into the checkpoint with the rows before it."""
+        progress = trainer.fit_loop.epoch_progress.current
+        if progress.processed > progress.completed:
+            self._record(trainer, completed=progress.processed)
+            checkpoint["callbacks"][self.state_key] = self.state_dict()
+
     def state_dict(self) -> dict:
         """The rows so far travel in checkpoints: a resumed run keeps its earlier epochs."""
         return {"rows": self.rows}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.rows = list(state_dict.get("rows", []))
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """`last.ckpt` every `every_n_train_steps` training steps, so a killed run resumes close to
+    where it stopped; not at an epoch's last step. There, the epoch's validation is still to
+    run (the epoch-end checkpoint follows it), yet Lightning resumes such a checkpoint as if
+    the validation had run and skips it; the run resumes from the checkpoint before instead,
+    and repeats the same steps."""
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs,
+                           batch, batch_idx: int) -> None:
+        if batch_idx + 1 < trainer.num_training_batches:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+
+class Heartbeat(Callback):
+    """The run's sign of life in metrics.json while it trains (`heartbeat`: time, step, epoch),
+    at the first training step's end, then every `every_seconds` and at each validation's end:
+    a run whose process dies says how far it got (seglab.crashes)."""
+
+    def __init__(self, output_dir: str, every_seconds: float = 30.0) -> None:
+        self.record = Path(output_dir) / "metrics.json"
+        self.every_seconds = every_seconds
+        self.last: float | None = None
+
+    def _beat(self, trainer: Trainer, now: bool = False) -> None:
+        clock = time.monotonic()
+        if not trainer.is_global_zero or trainer.sanity_checking or (
+                not now and self.last is not None and clock - self.last < self.every_seconds):
+            return
+        self.last = clock
+        running = read_metrics(self.record)
+        if running is not None and running.get("status") == "running":
+            write_metrics_json(self.record, {**running, "heartbeat": heartbeat(
+                trainer.global_step, trainer.current_epoch)})
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        self._beat(trainer)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._beat(trainer, now=True)
 
 
 class UnfreezeEncoder(Callback):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from seglab.config import unknown_choice
@@ -29,9 +30,20 @@ def unwritable_output(arguments: list[str]) -> str | None:
             existing = existing.parent
         if not existing.is_dir():
             return f"{key}: cannot create {folder}: {existing} is a file, not a folder"
-        if not os.access(existing, os.W_OK | os.X_OK):
-            return f"{key}: cannot write in {existing} (read-only or no permission); " \
-                   "choose a writable folder"
+        problem = _cannot_create_in(existing)
+        if problem is not None:
+            return f"{key}: cannot create {folder}: {existing} does not take new folders " \
+                   f"({problem}); choose a writable folder"
+    return None
+
+
+def _cannot_create_in(folder: Path) -> str | None:
+    """Why no folder can be made in `folder`, found by making (and removing) one: permission
+    bits do not tell (root passes them; /proc, read-only and full file systems refuse)."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".seglab-write-check-", dir=folder))
+    except OSError as error:
+        return error.strerror or type(error).__name__
     return None
 
 

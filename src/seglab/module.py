@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 
 import torch
 from lightning import LightningModule
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
@@ -17,6 +19,10 @@ from seglab.models import SegmentationNet
 from seglab.schedule import SchedulerSpec
 
 STAGES = ("train", "val", "test")
+# Every epoch value this module logs is already summed over processes when it is logged (see
+# `_log_scores`), so Lightning's advice to log it with sync_dist=True does not apply here.
+warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting",
+                        category=PossibleUserWarning)
 
 
 class TrainingDiverged(ConfigError):
@@ -26,12 +32,20 @@ class TrainingDiverged(ConfigError):
 class SegmentationModule(LightningModule):
     """Trains and evaluates a `SegmentationNet` with one confusion matrix per stage.
 
-    Logs `<stage>/loss` and, at each epoch's end, `<stage>/mIoU`, `pixel_acc`, `dice` and
-    `iou_<class>`, plus `val/mIoU_best`. The matrices and the mean losses are torchmetrics
-    states, so under DDP they are summed over processes before any metric is derived (exact
-    for any split size); the last test's summed matrix is kept as `test_confusion` (CPU int64,
-    [true, predicted]) for the run folder. Losses are computed in fp32 whatever the precision,
-    and a NaN or infinite training loss stops the run (`TrainingDiverged`) before its step.
+    Logs, at each epoch's end, `<stage>/loss`, `<stage>/mIoU`, `pixel_acc`, `dice` and
+    `iou_<class>`, plus `val/mIoU_best` (and `train/aux_loss` for nets with an auxiliary
+    head). The matrices and the mean losses are torchmetrics states, so under DDP they are
+    summed over processes before any metric is derived (exact for any split size); the last
+    test's summed matrix is kept as `test_confusion` (CPU int64, [true, predicted]) for the run
+    folder. Losses are computed in fp32 whatever the precision, and a NaN or infinite training
+    loss stops the run (`TrainingDiverged`) before its step.
+
+    Under DDP every collective this module issues happens in `_log_scores`, in the same order
+    on every process; what it logs is already synchronised and logged without `sync_dist`.
+    A value logged for Lightning to synchronise (a Metric object, or `sync_dist=True`) is
+    synchronised when first read, and rank zero's progress bar reads the epoch's values
+    before the module's epoch-end hook runs, which the other ranks reach first: the
+    processes would issue different collectives, and gloo aborts.
     """
 
     def __init__(self, net: SegmentationNet, loss: nn.Module,
@@ -51,9 +65,14 @@ class SegmentationModule(LightningModule):
             for stage in STAGES
         })
         self.mean_losses = nn.ModuleDict({f"{stage}_loss": MeanMetric() for stage in STAGES})
+        self.mean_aux_loss = MeanMetric()
         self.best_val_miou = -math.inf
         self.best_val_epoch: int | None = None
+        self.val_scores: dict[str, float] = {}  # the last validation's, for metrics.json
         self.test_confusion: Tensor | None = None
+        self._restored_train_epoch: int | None = None
+        self._scored_epoch: int | None = None  # the last epoch whose train scores were logged
+        self._replays_validation = False
 
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images)
@@ -70,12 +89,10 @@ class SegmentationModule(LightningModule):
         if stage == "train":
             auxiliary = self.net.auxiliary_loss(self.fp32_loss, batch["mask"])
             if auxiliary is not None:
-                self.log("train/aux_loss", auxiliary, on_step=False, on_epoch=True,
-                         sync_dist=True, batch_size=batch_size)
+                self.mean_aux_loss.update(auxiliary.detach(), batch_size)
                 loss = loss + auxiliary
         self.confmats[f"{stage}_confmat"].update(logits.argmax(1), batch["mask"])
         self.mean_losses[f"{stage}_loss"].update(loss.detach(), batch_size)
-        self.log(f"{stage}/loss", self.mean_losses[f"{stage}_loss"], on_step=False, on_epoch=True)
         if stage == "train":
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True,
                      batch_size=batch_size)
@@ -112,39 +129,57 @@ class SegmentationModule(LightningModule):
         return self.net(batch["image"]).argmax(1)
 
     def _log_scores(self, stage: str) -> None:
-        confmat = self.confmats[f"{stage}_confmat"].compute()
-        self.confmats[f"{stage}_confmat"].reset()
+        """The stage's epoch scores, from states summed over processes here, in one fixed order
+        on every process; logged as plain, already synchronised values."""
+        confmat = self.confmats[f"{stage}_confmat"].compute()  # summed over processes
+        if stage == "train":
+            self._scored_epoch = self.current_epoch
         if stage == "test":
             self.test_confusion = confmat.detach().to("cpu", torch.int64, copy=True)
         scores = {f"{stage}/{key}": value
                   for key, value in segmentation_scores(confmat, self.class_names).items()}
+        scores[f"{stage}/loss"] = float(self.mean_losses[f"{stage}_loss"].compute())
+        if stage == "train" and self.mean_aux_loss.update_called:  # the same on every process
+            scores["train/aux_loss"] = float(self.mean_aux_loss.compute())
         if stage == "val":
             if not self.trainer.sanity_checking and scores["val/mIoU"] > self.best_val_miou:
                 self.best_val_miou = scores["val/mIoU"]
                 self.best_val_epoch = self.current_epoch
             scores["val/mIoU_best"] = max(self.best_val_miou, scores["val/mIoU"])
-        miou = scores.pop(f"{stage}/mIoU")
-        # every process derived the same scores from the summed matrix: syncing averages
-        # equal values, and keeps Lightning from warning about unsynced epoch values
-        self.log(f"{stage}/mIoU", miou, prog_bar=True, sync_dist=True)
-        self.log_dict(scores, sync_dist=True)
+            if not self.trainer.sanity_checking:
+                self.val_scores = dict(scores)
+        self.log(f"{stage}/mIoU", scores.pop(f"{stage}/mIoU"), prog_bar=True)
+        self.log_dict(scores)
 
-    def _fresh_confmat(self, stage: str) -> None:
+    def _fresh_states(self, stage: str) -> None:
         """Start a stage with new state tensors, owned by this process alone: a module handed
-        to spawned workers arrives with tensors in shared memory, which ranks would share."""
+        to spawned workers arrives with tensors in shared memory, which ranks would share.
+        (The states stay until the stage starts again: the epoch-end checkpoint, written after
+        the train scores, holds the epoch's states.)"""
         self.confmats[f"{stage}_confmat"].reset()
+        self.mean_losses[f"{stage}_loss"].reset()
+        if stage == "train":
+            self.mean_aux_loss.reset()
 
     def on_train_epoch_start(self) -> None:
-        self._fresh_confmat("train")
+        """A fresh epoch's states, unless a checkpoint of this epoch brought the steps it had
+        already taken (written mid-epoch, or at its end: Lightning then replays the end)."""
+        if self._restored_train_epoch != self.current_epoch:
+            self._fresh_states("train")
+            self._replays_validation = False
+        self._restored_train_epoch = None
 
     def on_validation_epoch_start(self) -> None:
-        self._fresh_confmat("val")
+        self._fresh_states("val")
 
     def on_test_epoch_start(self) -> None:
-        self._fresh_confmat("test")
+        self._fresh_states("test")
 
     def on_train_epoch_end(self) -> None:
         self._log_scores("train")
+        if self._replays_validation:  # as this epoch's validation logged them
+            self.log_dict(self.val_scores)
+            self._replays_validation = False
 
     def on_validation_epoch_end(self) -> None:
         self._log_scores("val")
@@ -174,12 +209,48 @@ class SegmentationModule(LightningModule):
         return {"optimizer": optimizer,
                 "lr_scheduler": self.scheduler_spec.build(optimizer, self.trainer)}
 
+    def _train_metrics(self) -> dict:
+        return {"confmat": self.confmats["train_confmat"],
+                "loss": self.mean_losses["train_loss"], "aux_loss": self.mean_aux_loss}
+
+    def _train_states(self) -> dict:
+        """The epoch's train metric states so far, summed over processes (a collective: every
+        process saves each checkpoint), with how many steps updated them."""
+        strategy = self.trainer.strategy
+        return {name: {"count": metric._update_count,  # torchmetrics' count of updates
+                       "states": {key: strategy.reduce(value.clone(), reduce_op="sum")
+                                  for key, value in metric.metric_state.items()}}
+                for name, metric in self._train_metrics().items()}
+
+    def _restore_train_states(self, saved: dict) -> None:
+        """Put a checkpoint's train states back: on global rank zero, which then holds every
+        process's share of the steps taken; the other processes start from zero."""
+        keep = self._trainer is None or self._trainer.global_rank == 0
+        for name, metric in self._train_metrics().items():
+            metric.reset()
+            if keep and name in saved:
+                metric.merge_state(saved[name]["states"])
+                metric._update_count = saved[name]["count"]  # compute warns at zero
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["seglab"] = {"version": __version__, "class_names": self.class_names,
                                 "best_val_miou": self.best_val_miou,
-                                "best_val_epoch": self.best_val_epoch}
+                                "best_val_epoch": self.best_val_epoch,
+                                "val_scores": self.val_scores,
+                                "train_epoch": self.current_epoch,
+                                "train_scored": self._scored_epoch == self.current_epoch,
+                                "train_states": self._train_states()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """What a resumed run needs besides the weights: the best epoch, the last validation's
+        scores and the interrupted epoch's train metric states. From an epoch-end checkpoint
+        Lightning replays the epoch's end without its validation: its scores are logged again
+        there, as the uninterrupted run had them."""
         saved = checkpoint.get("seglab", {})
         self.best_val_miou = saved.get("best_val_miou", -math.inf)
         self.best_val_epoch = saved.get("best_val_epoch")
+        self.val_scores = dict(saved.get("val_scores", {}))
+        if "train_states" in saved:
+            self._restore_train_states(saved["train_states"])
+            self._restored_train_epoch = saved["train_epoch"]
+            self._replays_validation = saved.get("train_scored", False)

@@ -54,7 +54,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
         trainer.fit(module, datamodule=datamodule, weights_only=weights_only,
                     ckpt_path=None if run_dir is None else run_dir / LAST_CHECKPOINT)
         train_seconds = time.perf_counter() - started
-        val_logged = dict(trainer.callback_metrics)
+        val_logged = dict(module.val_scores)  # also when a resumed run only had to finish
 
         checkpoint = trainer.checkpoint_callback.best_model_path \
             if trainer.checkpoint_callback else ""

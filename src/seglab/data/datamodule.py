@@ -148,6 +148,7 @@ class SegmentationDataModule(LightningDataModule):
         self.skipped: list[str] = []
         self._train_loader: StatefulDataLoader | None = None
         self._train_loader_state: dict | None = None
+        self._train_loader_epoch = 0
 
     @property
     def class_names(self) -> list[str]:
@@ -271,6 +272,9 @@ class SegmentationDataModule(LightningDataModule):
         loader = self._loader(ResumableSplit(dataset), StatefulDataLoader, sampler=sampler,
                               drop_last=len(dataset) > self.batch_size)
         if self._train_loader_state is not None:
+            # the restored loader skips what its epoch's permutation already gave, and Lightning
+            # makes the iterator before it sets the sampler's epoch: set it first
+            sampler.set_epoch(self._train_loader_epoch)
             loader.load_state_dict(self._train_loader_state)
             self._train_loader_state = None
         self._train_loader = loader
@@ -280,13 +284,28 @@ class SegmentationDataModule(LightningDataModule):
         """The train loader's position and augmentation state, saved in checkpoints. (Lightning
         saves it too, but restores it only into a loader made after the restore, and the
         schedulers' `estimated_stepping_batches` makes the loader before.)"""
-        return {} if self._train_loader is None else \
-            {"train_loader": self._train_loader.state_dict(), "num_workers": self.num_workers}
+        if self._train_loader is None:
+            return {}
+        state, epoch = self._train_loader.state_dict(), self._train_loader.sampler.epoch
+        if self._epoch_consumed():  # the restored loader starts the next epoch
+            state, epoch = {**state, "_iterator_finished": True}, epoch + 1
+        # `epoch`: the epoch of the next batch, whose permutation the sampler must draw
+        return {"train_loader": state, "num_workers": self.num_workers, "epoch": epoch}
+
+    def _epoch_consumed(self) -> bool:
+        """Whether the train loader gave its epoch's last batch. An epoch-end checkpoint is
+        written after it but before the loader ends its iterator: restored as it is, that
+        iterator would give the next epoch no batch at all."""
+        trainer = self.trainer
+        return trainer is not None and \
+            trainer.fit_loop.epoch_loop.batch_progress.current.ready >= \
+            trainer.num_training_batches
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restored before the train loader is made: it starts where the checkpoint was."""
         self._train_loader_state = state_dict.get("train_loader")
         self._saved_num_workers = state_dict.get("num_workers")
+        self._train_loader_epoch = state_dict.get("epoch", 0)
 
     def prepare_images(self, images: Tensor) -> Tensor:
         """Network inputs from a batch's (or a sample's) images: uint8 ones, from splits
