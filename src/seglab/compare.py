@@ -203,7 +203,7 @@ def group_frame(frame: pd.DataFrame, keys: Sequence[str],
     (over completed runs; std with ddof=1), then the group's run labels."""
     status = frame["status"]
     counted = frame.assign(n=status.eq("completed").astype(int),
-                           n_failed=status.eq("failed").astype(int))
+                           n_failed=status.isin(["failed", "crashed"]).astype(int))
     counted["n_unfinished"] = 1 - counted["n"] - counted["n_failed"]
     groups = counted.groupby(list(keys), dropna=False, sort=False) if keys \
         else counted.groupby(lambda _: 0)

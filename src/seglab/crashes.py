@@ -126,7 +126,7 @@ def crash_report(run_dir: Path, metrics: dict) -> str | None:
         f"last seen at step {beat['step']} (epoch {beat['epoch']}) at {beat['time']}"
     signal = fatal_signal(run_dir) or "killed by a signal, no report (SIGKILL or the " \
                                       "out-of-memory killer?)"
-    return f"crashed: {gone} without finishing: {signal}; {last}"
+    return f"{gone} without finishing: {signal}; {last}"
 
 
 def settled(run_dir: Path, metrics: dict) -> dict:

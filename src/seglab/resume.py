@@ -9,8 +9,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seglab.config import job_overrides
+from seglab.crashes import live_process
 from seglab.errors import FolderRefused
-from seglab.results import read_status
+from seglab.results import read_metrics
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 
@@ -34,9 +35,14 @@ def resumed_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
     if not config_file.is_file():
         raise FolderRefused(f"resume: {run_dir} is not a seglab-train run folder: "
                           f"{config_file} is missing")
-    if read_status(run_dir / "metrics.json") == "completed":
+    record = read_metrics(run_dir / "metrics.json") or {}
+    if record.get("status") == "completed":
         raise FolderRefused(f"resume: the run in {run_dir} already completed; nothing to continue "
                           "(start a new run, or seglab-reproduce it)")
+    alive = live_process(record) if record.get("status") == "running" else None
+    if alive is not None:
+        raise FolderRefused(f"resume: the run in {run_dir} is still running ({alive}); wait for "
+                          "it, or stop it first")
     if not (run_dir / LAST_CHECKPOINT).is_file():
         raise FolderRefused(f"resume: {run_dir / LAST_CHECKPOINT} is missing: the run stopped "
                           "before its first checkpoint; start it again instead")

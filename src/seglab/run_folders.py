@@ -14,8 +14,10 @@ from pathlib import Path
 
 import yaml
 
+from seglab.crashes import settled
+
 IDENTITY = ("model", "encoder", "data")
-STATUS_ORDER = ("completed", "failed", "running", "unfinished")
+STATUS_ORDER = ("completed", "failed", "crashed", "running", "unfinished")
 
 
 class CompareError(Exception):
@@ -150,8 +152,10 @@ def read_overrides(run_dir: Path) -> dict[str, str]:
 
 def read_run(run_dir: Path, label: str) -> Run:
     """One run folder; model, encoder and data come from the saved config when metrics.json
-    lacks them (a failed or unfinished run)."""
+    lacks them (a failed or unfinished run). A run whose process died is "crashed"."""
     metrics = load_run_metrics(run_dir / "metrics.json")
+    if metrics is not None:
+        metrics = settled(run_dir, metrics)  # a dead "running" run is "crashed"
     identity = {key: (metrics or {}).get(key) for key in IDENTITY}
     if None in identity.values():
         config = read_yaml(run_dir / ".hydra" / "config.yaml")

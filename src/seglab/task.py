@@ -25,7 +25,8 @@ from seglab.command_line import (  # re-exported: importable from here as before
     exit_on_command_line_error as exit_on_command_line_error,
 )
 from seglab.config import check_config, job_overrides, select_sole_encoder
-from seglab.distributed import is_rank_zero
+from seglab.crashes import close_crash_log, open_crash_log, process_identity
+from seglab.distributed import is_rank_zero, log_suffix
 from seglab.errors import USER_ERRORS, ConfigError, FolderRefused, one_line
 from seglab.report import print_run_summary
 from seglab.results import read_metrics, read_status, write_metrics_json
@@ -87,7 +88,7 @@ def running_header(cfg: DictConfig, output_dir: Path) -> dict:
             "encoder": OmegaConf.select(cfg, "encoder.name"),
             "data": OmegaConf.select(cfg, "data.name"), "seed": OmegaConf.select(cfg, "seed"),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "overrides": run_overrides(cfg),
-            "run_dir": str(output_dir)}
+            "run_dir": str(output_dir), **process_identity()}
 
 
 def lightning_logs_to_the_run_log() -> None:
@@ -103,9 +104,10 @@ def lightning_logs_to_the_run_log() -> None:
 
 
 def start_run(cfg: DictConfig) -> Path:
-    """Check the folder, save the config, mark the run as running, check the config, seed
-    everything: the run folder. A resumed run keeps its saved config and header; the other
-    processes of a DDP run write nothing."""
+    """Check the folder, save the config, mark the run as running (naming its process), send
+    fatal signals' reports to crash.log, check the config, seed everything: the run folder. A
+    resumed run keeps its saved config and header; the other processes of a DDP run write
+    only their crash.rank<N>.log, when they crash."""
     output_dir = Path(cfg.paths.output_dir)
     refuse_api_key(cfg)  # before anything is saved: no API key in the run folder
     resumed = resume_folder(cfg) is not None
@@ -114,11 +116,13 @@ def start_run(cfg: DictConfig) -> Path:
     if is_rank_zero() and resumed:
         header = read_metrics(output_dir / "metrics.json") or running_header(cfg, output_dir)
         header.pop("error", None)
-        write_metrics_json(output_dir / "metrics.json", {**header, "status": "running"})
+        write_metrics_json(output_dir / "metrics.json",
+                           {**header, "status": "running", **process_identity()})
     elif is_rank_zero():
         guard_run_folder(output_dir, rerun_unfinished=_skip_completed(cfg))
         save_run_config(cfg, output_dir)  # saved first: a run refused by the checks keeps it
         write_metrics_json(output_dir / "metrics.json", running_header(cfg, output_dir))
+    open_crash_log(output_dir, log_suffix())  # a fatal signal's report, from now on
     check_config(cfg)
     check_wandb_online(cfg)
     lightning_logs_to_the_run_log()
@@ -140,6 +144,7 @@ def check_free_space(output_dir: Path, checkpoint_bytes: int) -> None:
 def finish_run(metrics: dict, output_dir: Path) -> None:
     """Write metrics.json and print the per-class table with the run folder."""
     write_metrics_json(output_dir / "metrics.json", metrics)
+    close_crash_log()
     print_run_summary(metrics, metrics["class_names"], str(output_dir))
 
 
@@ -205,4 +210,5 @@ def run_task(task: Callable[[DictConfig], tuple[dict, dict]], cfg: DictConfig,
         return math.nan
     finally:
         _finish_wandb(failed)
+        close_crash_log()
     return metrics.get(metric_name) if metric_name else None
