@@ -4,6 +4,7 @@ they give, the files they write, and the reference pipeline they compare against
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -87,3 +88,29 @@ def test_inference_benchmark_rows():
     assert (memory.benchmark, memory.unit, memory.ratio) == ("inference", "MiB", None)
     assert "slide 400×300" in memory.case
     assert 100 < memory.values["value"] < 8192
+
+
+def test_crash_rate_names_the_signal_and_faulthandlers_report(tmp_path):
+    from benchmarks.crash_rate import outcome
+    (tmp_path / "crash.log").write_text("Fatal Python error: Segmentation fault\n\nThread 0x1\n")
+    assert outcome(0, tmp_path) == "completed"
+    assert outcome(1, tmp_path) == "exit 1"
+    assert outcome(-11, tmp_path) == "SIGSEGV: Segmentation fault (see crash.log)"
+    assert outcome(-9, tmp_path / "nothing") == "SIGKILL"
+
+
+@pytest.mark.slow
+def test_crash_rate_runs_the_command_and_counts(tmp_path, capsys, monkeypatch):
+    from benchmarks.crash_rate import main
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))  # the tests' faults module
+    tiny = ["trainer=debug", "data.input_size=[32,32]", "data.batch_size=4", "logger=none",
+            "trainer.enable_progress_bar=false", "+callbacks.kill._target_=faults.KillAt",
+            "+callbacks.kill.where=train_batch", "+callbacks.kill.step=1",
+            "+callbacks.kill.how=abort"]
+    assert main(["--runs", "2", "--parallel", "2", "--keep", str(tmp_path / "kept"),
+                 *tiny]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert sorted(out[:2]) == ["run 1: SIGABRT: Aborted (see crash.log)",
+                               "run 2: SIGABRT: Aborted (see crash.log)"]
+    assert out[2].startswith("2 of 2 runs did not complete (seglab-train trainer=debug")
+    assert len(list((tmp_path / "kept").iterdir())) == 2
