@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -43,6 +44,17 @@ def run_cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProce
     full_env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=600)
+
+
+def toy_benchmark(module: str, output: Path) -> tuple[Path, dict, subprocess.CompletedProcess]:
+    """`python -m <module> --toy --output <output>` run from the repository root, as the test
+    suite runs the benchmark harnesses: its one JSON file, what it holds, and the process."""
+    finished = subprocess.run([sys.executable, "-m", module, "--toy", "--output", str(output)],
+                              cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                              text=True, timeout=900)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    [path] = output.glob("*.json")
+    return path, json.loads(path.read_text()), finished
 
 
 def wandb_records(run_file: Path) -> list:

@@ -3,15 +3,14 @@ and one whole run at toy size, so it cannot rot."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 
 import pytest
 from benchmarks.__main__ import parse_arguments
 from benchmarks.measure import compare, interleaved, single
+
+from conftest import toy_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 MACHINE_KEYS = {"cpu", "logical_cores", "usable_cores", "torch_threads", "gpu", "versions",
@@ -69,13 +68,8 @@ def test_toy_defaults_give_way_to_the_options_given():
 
 @pytest.mark.slow
 def test_toy_run_prints_the_table_and_writes_every_row(tmp_path: Path):
-    finished = subprocess.run([sys.executable, "-m", "benchmarks", "--toy", "--output",
-                               str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
-                              timeout=900)
-    assert finished.returncode == 0, finished.stderr[-3000:]
-    [path] = tmp_path.glob("*.json")
+    path, results, finished = toy_benchmark("benchmarks", tmp_path)
     assert path.name.endswith(f"-{date.today().isoformat()}.json")
-    results = json.loads(path.read_text())
     assert MACHINE_KEYS <= results["machine"].keys()
     rows = results["rows"]
     for benchmark, cases in EXPECTED_CASES.items():

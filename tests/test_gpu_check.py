@@ -4,7 +4,6 @@ it."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -14,6 +13,8 @@ from pathlib import Path
 import pytest
 from benchmarks.gpu import PARTS, merged, parse_arguments
 from benchmarks.gpu_speed import CLASSES, MMSEG_FPS, NETS, TOY_NETS, step_figures
+
+from conftest import toy_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,13 +60,8 @@ def test_every_network_has_mmsegmentations_figure_for_each_dataset():
 
 @pytest.mark.slow
 def test_toy_run_writes_every_part_and_prints_the_table(tmp_path: Path):
-    finished = subprocess.run([sys.executable, "-m", "benchmarks.gpu", "--toy", "--output",
-                               str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
-                              timeout=900)
-    assert finished.returncode == 0, finished.stderr[-3000:]
-    [path] = tmp_path.glob("*.json")
+    path, results, finished = toy_benchmark("benchmarks.gpu", tmp_path)
     assert path.name == f"cpu-toy-{date.today().isoformat()}.json"
-    results = json.loads(path.read_text())
     assert results["complete"] and results["machine"]["gpu_details"]["available"] is False
     assert list(results["parts"]) == list(PARTS)
     assert {name: part["status"] for name, part in results["parts"].items()} == \
