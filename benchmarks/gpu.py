@@ -48,7 +48,7 @@ BUDGETS = {"training": 150, "inference": 80, "default_run": 110, "ddp": 80, "fcn
            "predict": 60}
 DEADLINE = 400.0
 MIN_PART_SECONDS = 15.0  # a part is not started with less time than this left
-FCN8S_RUNS, TOY_FCN8S_RUNS = 5, 2
+FCN8S_RUNS, TOY_FCN8S_RUNS = 5, 1
 PICTURES, TOY_PICTURES = 64, 4
 PICTURE_SIZE, TOY_PICTURE_SIZE = 512, 64
 # what --toy sets in every seglab-train run: the CPU, tiny scenes, one short epoch (and no

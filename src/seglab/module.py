@@ -71,8 +71,6 @@ class SegmentationModule(LightningModule):
         self.val_scores: dict[str, float] = {}  # the last validation's, for metrics.json
         self.test_confusion: Tensor | None = None
         self._restored_train_epoch: int | None = None
-        self._scored_epoch: int | None = None  # the last epoch whose train scores were logged
-        self._replays_validation = False
 
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images)
@@ -132,8 +130,6 @@ class SegmentationModule(LightningModule):
         """The stage's epoch scores, from states summed over processes here, in one fixed order
         on every process; logged as plain, already synchronised values."""
         confmat = self.confmats[f"{stage}_confmat"].compute()  # summed over processes
-        if stage == "train":
-            self._scored_epoch = self.current_epoch
         if stage == "test":
             self.test_confusion = confmat.detach().to("cpu", torch.int64, copy=True)
         scores = {f"{stage}/{key}": value
@@ -153,20 +149,17 @@ class SegmentationModule(LightningModule):
 
     def _fresh_states(self, stage: str) -> None:
         """Start a stage with new state tensors, owned by this process alone: a module handed
-        to spawned workers arrives with tensors in shared memory, which ranks would share.
-        (The states stay until the stage starts again: the epoch-end checkpoint, written after
-        the train scores, holds the epoch's states.)"""
+        to spawned workers arrives with tensors in shared memory, which ranks would share."""
         self.confmats[f"{stage}_confmat"].reset()
         self.mean_losses[f"{stage}_loss"].reset()
         if stage == "train":
             self.mean_aux_loss.reset()
 
     def on_train_epoch_start(self) -> None:
-        """A fresh epoch's states, unless a checkpoint of this epoch brought the steps it had
-        already taken (written mid-epoch, or at its end: Lightning then replays the end)."""
+        """A fresh epoch's states, unless a checkpoint written in this epoch brought the steps it
+        had already taken."""
         if self._restored_train_epoch != self.current_epoch:
             self._fresh_states("train")
-            self._replays_validation = False
         self._restored_train_epoch = None
 
     def on_validation_epoch_start(self) -> None:
@@ -177,9 +170,6 @@ class SegmentationModule(LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._log_scores("train")
-        if self._replays_validation:  # as this epoch's validation logged them
-            self.log_dict(self.val_scores)
-            self._replays_validation = False
 
     def on_validation_epoch_end(self) -> None:
         self._log_scores("val")
@@ -238,14 +228,12 @@ class SegmentationModule(LightningModule):
                                 "best_val_epoch": self.best_val_epoch,
                                 "val_scores": self.val_scores,
                                 "train_epoch": self.current_epoch,
-                                "train_scored": self._scored_epoch == self.current_epoch,
                                 "train_states": self._train_states()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """What a resumed run needs besides the weights: the best epoch, the last validation's
-        scores and the interrupted epoch's train metric states. From an epoch-end checkpoint
-        Lightning replays the epoch's end without its validation: its scores are logged again
-        there, as the uninterrupted run had them."""
+        scores (metrics.json's val keys, also when only the test was left to run) and the
+        interrupted epoch's train metric states."""
         saved = checkpoint.get("seglab", {})
         self.best_val_miou = saved.get("best_val_miou", -math.inf)
         self.best_val_epoch = saved.get("best_val_epoch")
@@ -253,4 +241,3 @@ class SegmentationModule(LightningModule):
         if "train_states" in saved:
             self._restore_train_states(saved["train_states"])
             self._restored_train_epoch = saved["train_epoch"]
-            self._replays_validation = saved.get("train_scored", False)
