@@ -29,7 +29,7 @@ RUN = [*TINY, "data.lengths={train:32,val:8,test:8}",
     ("abort", -6, "Aborted (see crash.log)"),
     ("kill", -9, "killed by a signal, no report (SIGKILL or the out-of-memory killer?)"),
 ])
-def test_a_run_killed_by_a_signal_is_shown_as_crashed_and_resumes(tmp_path, how, code, said):
+def test_a_run_killed_by_a_signal_is_shown_as_crashed(tmp_path, how, code, said):
     sweep = tmp_path / "sweep"
     run = sweep / "0"
     died = run_cli(["seglab-train", *RUN, "+callbacks.kill._target_=faults.KillAt",
@@ -51,6 +51,8 @@ def test_a_run_killed_by_a_signal_is_shown_as_crashed_and_resumes(tmp_path, how,
     if how != "kill":
         assert "Current thread" in (run / "crash.log").read_text()  # every thread's stack
 
+    if how != "segfault":  # one resume is enough: resuming is tested at length elsewhere
+        return
     resumed = run_cli(["seglab-train", f"resume={run}"], cwd=tmp_path, PYTHONPATH=str(TESTS))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     after = json.loads((run / "metrics.json").read_text())
