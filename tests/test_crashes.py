@@ -136,3 +136,12 @@ def test_fcn8s_trains_without_dying_in_native_code(tmp_path, capsys):
     from benchmarks.crash_rate import main
     assert main(["--runs", "3", "--keep", str(tmp_path), "model=fcn8s", "trainer=debug",
                  "logger=none"]) == 0, capsys.readouterr().out
+
+
+def test_without_proc_a_pid_is_checked_for_existence(tmp_path, sleeper):
+    alive = {"status": "running", "pid": sleeper.pid, "host": socket.gethostname(),
+             "process_start": None}  # a system without /proc records no start time
+    assert settled(tmp_path, alive)["status"] == "running"
+    sleeper.kill()
+    sleeper.wait()
+    assert settled(tmp_path, alive)["status"] == "crashed"

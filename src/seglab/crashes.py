@@ -74,9 +74,16 @@ def close_crash_log() -> None:
 
 def _alive_here(metrics: dict) -> bool:
     """Whether the process metrics.json names runs on this machine (the same pid, started at
-    the same time: not a recycled pid)."""
-    started = _start_ticks(metrics["pid"])
-    return started is not None and started == metrics.get("process_start")
+    the same time: not a recycled pid; without /proc, whether the pid exists)."""
+    if metrics.get("process_start") is None:
+        try:
+            os.kill(metrics["pid"], 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # another user's process
+            return True
+        return True
+    return _start_ticks(metrics["pid"]) == metrics["process_start"]
 
 
 def _names_process(metrics: dict) -> bool:
