@@ -19,7 +19,7 @@ from pathlib import Path
 from types import ModuleType
 
 from benchmarks.measure import Row, progress
-from seglab.results import package_version
+from seglab.runs.results import package_version
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = {"training": "benchmarks.training", "startup": "benchmarks.startup",

@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from seglab.crashes import fatal_signal
+from seglab.runs.crashes import fatal_signal
 
 TRAIN = [sys.executable, "-m", "seglab.cli.train"]
 

@@ -26,10 +26,10 @@ from torchvision.transforms import v2
 
 from benchmarks.measure import Row, compare, interleaved, progress
 from benchmarks.scenes import scene
-from seglab.builders import build_datamodule
-from seglab.config import compose_config
 from seglab.data.files import read_image, read_mask
-from seglab.viz import class_palette
+from seglab.data.palette import class_palette
+from seglab.engine.builders import build_datamodule
+from seglab.runs.config import compose_config
 
 NAME = "data"
 GOAL = 1.5                       # seglab's samples/s over the reference's

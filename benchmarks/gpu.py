@@ -428,7 +428,7 @@ def describe(toy: bool) -> dict:
     """The machine as benchmarks/__main__.py describes it, the GPU, and the versions of what
     seglab needs beyond torch (carried as wheels where they are missing)."""
     from benchmarks.__main__ import describe_machine
-    from seglab.results import package_version
+    from seglab.runs.results import package_version
 
     machine = describe_machine()
     machine["gpu_details"] = describe_gpu()

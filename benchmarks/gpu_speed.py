@@ -42,9 +42,9 @@ from lightning import Callback, LightningModule, Trainer
 
 from benchmarks.measure import Row, progress
 from benchmarks.training import RUN_OVERRIDES, measured_trainer, synchronize
-from seglab.builders import build_datamodule, build_module
-from seglab.config import compose_config
 from seglab.data.synthetic import draw_scene
+from seglab.engine.builders import build_datamodule, build_module
+from seglab.runs.config import compose_config
 
 PARTS = ("training", "inference")
 

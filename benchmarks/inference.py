@@ -26,11 +26,11 @@ from omegaconf import OmegaConf
 
 from benchmarks.measure import Row, compare, interleaved, peak_rss_mib, progress, single
 from benchmarks.scenes import write_pictures
-from seglab.config import compose_config
 from seglab.data.files import read_image
+from seglab.engine.training import train
 from seglab.inference.inputs import to_network_input
-from seglab.prediction import load_model, pick_device, predict, prediction_card
-from seglab.training import train
+from seglab.inference.prediction import load_model, pick_device, predict, prediction_card
+from seglab.runs.config import compose_config
 
 NAME = "inference"
 GOAL = 0.9  # seglab-predict's images/s over the bare loop's

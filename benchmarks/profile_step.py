@@ -30,7 +30,7 @@ from benchmarks.training import (
     run_config,
     synchronize,
 )
-from seglab.builders import build_datamodule, build_module
+from seglab.engine.builders import build_datamodule, build_module
 
 PARTS = {"forward": "network forward", "backward": "backward pass",
          "update": "optimizer update"}

@@ -31,15 +31,15 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
 from benchmarks.measure import Row, compare, interleaved, progress
-from seglab.builders import (
+from seglab.data.datamodule import SegmentationDataModule
+from seglab.engine.builders import (
     build_callbacks,
     build_datamodule,
     build_loggers,
     build_module,
     build_trainer,
 )
-from seglab.config import compose_config
-from seglab.data.datamodule import SegmentationDataModule
+from seglab.runs.config import compose_config
 
 NAME = "training"
 TRAIN_GOAL, VALIDATION_GOAL = 0.97, 0.95

@@ -14,7 +14,7 @@ if "PYTEST_XDIST_WORKER" in os.environ:  # two workers share two cores: one thre
 import pytest
 from omegaconf import DictConfig
 
-from seglab.config import compose_config, config_dir  # noqa: F401 (compose_config: for the tests)
+from seglab.runs.config import compose_config, config_dir  # noqa: F401 (compose_config: for the tests)
 
 # Small enough for seconds on a CPU, large enough that every class appears.
 TINY = [

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from seglab.viz import class_palette
+from seglab.data.palette import class_palette
 
 SIZE = (40, 52)  # height, width
 

@@ -16,9 +16,9 @@ from lightning import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.demos.boring_classes import BoringModel
 
-from seglab.atomic import atomic_writer, temp_path, write_atomically
-from seglab.checkpoint_io import AtomicCheckpointIO
-from seglab.results import write_metrics_json
+from seglab.core.atomic import atomic_writer, temp_path, write_atomically
+from seglab.engine.checkpoint_io import AtomicCheckpointIO
+from seglab.runs.results import write_metrics_json
 
 
 def _stray_temp_files(folder: Path) -> list[Path]:

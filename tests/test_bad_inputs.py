@@ -22,13 +22,13 @@ from PIL import Image
 
 from conftest import TINY, compose_config
 from fixtures import write_folder
-from seglab.builders import build_module
+from seglab.core.errors import ConfigError
 from seglab.data.checks import check_split
 from seglab.data.folder import folder_dataset
-from seglab.errors import ConfigError
-from seglab.evaluation import evaluate
-from seglab.prediction import predict
-from seglab.training import train
+from seglab.engine.builders import build_module
+from seglab.engine.training import train
+from seglab.inference.evaluation import evaluate
+from seglab.inference.prediction import predict
 
 RUN = [*TINY, "data.lengths={train:8,val:8,test:8}", "model=unet_classic",
        "model.base_channels=4"]

@@ -9,10 +9,10 @@ from PIL import Image
 import seglab.data.coco as coco_module
 from conftest import compose_config
 from fixtures import COCO_SIZE, write_coco
-from seglab.builders import build_datamodule
 from seglab.data import build_dataset
 from seglab.data.files import DataError
 from seglab.data.voc import CLASSES as VOC_CLASSES
+from seglab.engine.builders import build_datamodule
 
 ALL_CLASSES = ["background", "person", "car", "stop sign", "dog"]  # category ids 1, 3, 13, 18
 

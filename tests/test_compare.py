@@ -241,5 +241,5 @@ def test_console_script_prints_grepable_lines_without_importing_torch(sweep, tmp
     assert f"wrote {tmp_path / 'out' / 'comparison.png'}" in result.stdout
     imported = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines()
                 if line.startswith("import time:")}
-    assert "pandas" in imported and "seglab.compare" in imported
+    assert "pandas" in imported and "seglab.reports.compare" in imported
     assert not imported & {"torch", "lightning", "hydra", "omegaconf"}

@@ -9,16 +9,16 @@ from lightning import Trainer
 from omegaconf.errors import MissingMandatoryValue
 
 from conftest import TINY, compose_config
-from seglab.builders import (
+from seglab.core.errors import ConfigError
+from seglab.engine.builders import (
     build_callbacks,
     build_datamodule,
     build_loggers,
     build_module,
     build_trainer,
 )
-from seglab.config import check_config, config_dir, select_sole_encoder, unknown_choice
-from seglab.errors import ConfigError
 from seglab.models import MODELS, supported_encoders
+from seglab.runs.config import check_config, config_dir, select_sole_encoder, unknown_choice
 
 
 def choices(group: str) -> list[str]:

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY, run_cli
-from seglab.crashes import crash_report, live_process, process_identity, settled
-from seglab.errors import ConfigError
-from seglab.run_folders import read_run
-from seglab.sweep import job_statuses, sweep_summary
-from seglab.training import train
+from seglab.core.errors import ConfigError
+from seglab.engine.training import train
+from seglab.reports.run_folders import read_run
+from seglab.runs.crashes import crash_report, live_process, process_identity, settled
+from seglab.sweeps.summary import job_statuses, sweep_summary
 
 TESTS = Path(__file__).parent
 RUN = [*TINY, "data.lengths={train:32,val:8,test:8}",
@@ -82,7 +82,7 @@ def _running(pid: int, **keys) -> dict:
 
 
 def _start_of(pid: int):
-    from seglab.crashes import _start_ticks
+    from seglab.runs.crashes import _start_ticks
     return _start_ticks(pid)
 
 

@@ -10,8 +10,8 @@ from PIL import Image
 from conftest import compose_config, run_cli
 from fixtures import ART_COLOURS, write_bdd, write_folder, write_kitti_road, write_pets, write_voc
 from seglab.data.files import DataError
-from seglab.evaluation import evaluate
-from seglab.training import train
+from seglab.engine.training import train
+from seglab.inference.evaluation import evaluate
 
 SMALL = ["data.input_size=[32,32]", "data.batch_size=2", "data.num_workers=0",
          "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "logger=none",
@@ -98,7 +98,7 @@ def test_checks_are_cached_by_size_and_mtime(tmp_path):
     write_folder(tmp_path / "data", count=6)
     cfg = compose_config("train", tmp_path / "run", [*SMALL, "data=folder",
                                                      f"data.root={tmp_path}/data"])
-    from seglab.builders import build_datamodule
+    from seglab.engine.builders import build_datamodule
     first = build_datamodule(cfg).check(progress=False)
     assert list((tmp_path / "cache" / "checks").glob("*.json"))
     mask = tmp_path / "data/masks/painting_000.png"

@@ -8,10 +8,10 @@ import torch
 from lightning import Trainer
 
 from conftest import TINY, compose_config, run_cli
-from seglab.builders import build_datamodule, build_module
-from seglab.errors import ConfigError
+from seglab.core.errors import ConfigError
+from seglab.engine.builders import build_datamodule, build_module
+from seglab.engine.training import train
 from seglab.models import SegmentationNet
-from seglab.training import train
 
 # Odd validation and test splits: two processes get 8 + 7 and 7 + 6 samples, nothing padded.
 # cross-entropy: a per-pixel mean, so its mean over a split does not depend on how the split is

@@ -18,9 +18,9 @@ from torchvision.models import segmentation as tvseg
 
 from conftest import compose_config, run_cli
 from fixtures import ART_COLOURS, write_bdd, write_folder, write_kitti_road, write_pets, write_voc
-from seglab.config import check_config, config_dir
+from seglab.engine.training import train
 from seglab.models.weights import read_weights_file
-from seglab.training import train
+from seglab.runs.config import check_config, config_dir
 
 EXPERIMENTS = sorted(path.stem for path in (Path(config_dir()) / "experiment").glob("*.yaml"))
 MISSING = "???"
@@ -51,7 +51,7 @@ RECIPES = {
         "data.image_sets": {"train": "train", "val": "val", "test": "test"},
         "model.name": "unet_classic", "encoder.name": "none", "encoder.weights": None,
         "optimizer._target_": SGD, "optimizer.lr": 1e-3, "optimizer.momentum": 0.99,
-        "loss._target_": "seglab.losses.cross_entropy", "scheduler.factory._target_": POLY,
+        "loss._target_": "seglab.engine.losses.cross_entropy", "scheduler.factory._target_": POLY,
         "downloads": set()},
     "bdd_drivable": {
         "data.name": "bdd", "data.subset": 3000,

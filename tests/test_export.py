@@ -12,14 +12,14 @@ import pytest
 import torch
 
 from conftest import TINY, compose_config, run_cli
-from seglab.errors import ConfigError
-from seglab.export import CARD_FILE, export, export_net
+from seglab.core.errors import ConfigError
+from seglab.engine.training import train
 from seglab.inference.card import ModelCard
+from seglab.inference.export import CARD_FILE, export, export_net
 from seglab.inference.loading import checkpoint_class_names, load_checkpoint_net, run_card
 from seglab.inference.onnx_model import load_onnx_model
 from seglab.models import build_model
-from seglab.run_config import load_run_config
-from seglab.training import train
+from seglab.runs.run_config import load_run_config
 
 TRAIN_SIZE = (32, 32)
 OTHER_SIZE = (40, 56)  # no multiple of 32: the padding to the output stride is in the graph

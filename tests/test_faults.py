@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from faults import PoisonWeightsAtStep
-from seglab import training
-from seglab.builders import build_callbacks, build_module
 from seglab.cli import train as train_cli
-from seglab.task import run_task
-from seglab.training import train
+from seglab.engine import training
+from seglab.engine.builders import build_callbacks, build_module
+from seglab.engine.training import train
+from seglab.runs.task import run_task
 
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_best_checkpoint(tiny_train_cfg, capsys,
@@ -71,7 +71,7 @@ def test_an_output_folder_under_a_file_is_one_line_before_anything_runs(
 def test_a_read_only_output_folder_is_one_line(tmp_path, monkeypatch, capsys):
     def refuse(**where):  # tests run as root, whom permission bits never stop
         raise PermissionError(13, "Permission denied")
-    monkeypatch.setattr("seglab.command_line.tempfile.mkdtemp", refuse)
+    monkeypatch.setattr("seglab.cli.arguments.tempfile.mkdtemp", refuse)
     code, err = _train_cli(monkeypatch, capsys, f"hydra.run.dir={tmp_path}/run")
     assert code == 2
     assert err == f"error: hydra.run.dir: cannot create {tmp_path}/run: {tmp_path} does not " \
@@ -88,7 +88,7 @@ def test_a_folder_where_no_folder_can_be_made_is_one_line(monkeypatch, capsys):
 
 
 def test_the_write_check_leaves_nothing_behind(tmp_path):
-    from seglab.command_line import unwritable_output
+    from seglab.cli.arguments import unwritable_output
     assert unwritable_output([f"hydra.run.dir={tmp_path}/new/run"]) is None
     assert list(tmp_path.iterdir()) == []
 
@@ -96,7 +96,7 @@ def test_the_write_check_leaves_nothing_behind(tmp_path):
 def test_a_full_disk_is_one_line_before_training(tiny_train_cfg, monkeypatch):
     cfg = tiny_train_cfg("full")
     usage = type("Usage", (), {"free": 20 * 2**20})
-    monkeypatch.setattr("seglab.task.shutil.disk_usage", lambda path: usage)
+    monkeypatch.setattr("seglab.runs.task.shutil.disk_usage", lambda path: usage)
     with pytest.raises(Exception, match=r"paths.output_dir: .* has 20 MB free; this run's "
                                          r"checkpoints need about \d+ MB"):
         train(cfg)

@@ -5,7 +5,7 @@ import torch
 from lightning import Callback, Trainer
 
 from conftest import TINY, compose_config
-from seglab.builders import build_callbacks, build_datamodule, build_module, build_trainer
+from seglab.engine.builders import build_callbacks, build_datamodule, build_module, build_trainer
 
 FROZEN = [*TINY, "model=pspnet", "encoder=mobilenet_v2", "model.freeze_encoder=true",
           "optimizer=sgd", "optimizer.lr=0.05", "optimizer.encoder_lr_mult=0.1",

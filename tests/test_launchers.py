@@ -11,8 +11,8 @@ from hydra.errors import CompactHydraException
 
 from conftest import TINY, run_cli
 from hydra_plugins.seglab_ray_launcher import _check_resources
-from seglab.config import config_dir, unknown_choice
-from seglab.results import read_metrics
+from seglab.runs.config import config_dir, unknown_choice
+from seglab.runs.results import read_metrics
 
 FAST = [*TINY, "encoder=mobilenet_v2", "trainer=debug"]  # one batch of each split
 

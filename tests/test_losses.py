@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from segmentation_models_pytorch.losses import DiceLoss
 
-from seglab.losses import WeightedSum, cross_entropy
+from seglab.engine.losses import WeightedSum, cross_entropy
 
 
 def _batch():

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from seglab.metrics import (
+from seglab.engine.metrics import (
     ConfusionMatrix,
     dice_per_class,
     iou_per_class,

@@ -16,7 +16,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 from conftest import TINY, run_cli
-from seglab.search import (
+from seglab.sweeps.search import (
     INTERRUPTED,
     ResumableOptunaSweeper,
     job_score,
@@ -87,7 +87,7 @@ def test_failed_trial_is_failed_in_the_study_and_never_best(tmp_path):
     result = run_cli([*search, "data.batch_size=choice(0,8)", "loss=ce",
                       "hydra.sweeper.sampler.seed=0", "hydra.sweeper.n_trials=3",
                       f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
-    # seglab.sweep.SweepSummary: a sweep with failed jobs exits 1, after the search's report
+    # SweepSummary: a sweep with failed jobs exits 1, after the search's report
     assert result.returncode == 1, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
 

@@ -21,7 +21,7 @@ def test_installed_wheel_finds_its_packaged_configs(tmp_path):
                     str(tmp_path / "site"), str(wheel)], check=True)
     env = {"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"}
     where = subprocess.run([sys.executable, "-c",
-                            "import seglab.config as c; print(c.config_dir())"],
+                            "import seglab.runs.config as c; print(c.config_dir())"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
     assert where.stdout.strip() == str(tmp_path / "site" / "seglab" / "conf")
     composed = subprocess.run([sys.executable, "-m", "seglab.cli.train", "--cfg", "job",

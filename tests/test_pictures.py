@@ -13,11 +13,11 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import TINY, compose_config
-from seglab.builders import build_datamodule, build_module
-from seglab.callbacks import PREDICTIONS_TAG, PredictionImages, wandb_payload
-from seglab.confusion_plots import row_normalised, write_confusion_outputs
-from seglab.evaluation import evaluate
-from seglab.training import train
+from seglab.engine.builders import build_datamodule, build_module
+from seglab.engine.callbacks import PREDICTIONS_TAG, PredictionImages, wandb_payload
+from seglab.engine.confusion_plots import row_normalised, write_confusion_outputs
+from seglab.engine.training import train
+from seglab.inference.evaluation import evaluate
 
 CONFUSION_FILES = ("confusion_matrix.csv", "confusion_matrix.png", "per_class_iou.png")
 # rows = true class; "b" has no pixels but is predicted once, "d" is absent everywhere

@@ -13,12 +13,12 @@ from PIL import Image
 from torch import nn
 
 from conftest import TINY, compose_config, run_cli
+from seglab.core.errors import ConfigError
 from seglab.data.files import DataError
-from seglab.errors import ConfigError
+from seglab.engine.training import train
 from seglab.inference.engine import InferenceOptions, predict_logits, tile_starts
 from seglab.inference.inputs import SameSizeBatches, image_size, list_inputs, processed_size
-from seglab.prediction import predict
-from seglab.training import train
+from seglab.inference.prediction import predict
 
 FAST = ["predict.num_workers=0"]
 
@@ -257,9 +257,9 @@ def test_predict_needs_a_model(tmp_path):
 
 
 def test_an_exported_onnx_file_predicts_the_same_masks(checkpoint, tmp_path):
-    from seglab.export import export_net
+    from seglab.inference.export import export_net
     from seglab.inference.loading import checkpoint_class_names, load_checkpoint_net, run_card
-    from seglab.run_config import load_run_config
+    from seglab.runs.run_config import load_run_config
 
     run_cfg = load_run_config(checkpoint)
     card = run_card(run_cfg, checkpoint_class_names(checkpoint), str(checkpoint))

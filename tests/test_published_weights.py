@@ -15,10 +15,10 @@ from torchvision.models.segmentation import (
 
 from conftest import compose_config
 from fixtures import write_voc
-from seglab.errors import ConfigError
-from seglab.evaluation import evaluate
-from seglab.metrics import iou_per_class
-from seglab.prediction import predict
+from seglab.core.errors import ConfigError
+from seglab.engine.metrics import iou_per_class
+from seglab.inference.evaluation import evaluate
+from seglab.inference.prediction import predict
 
 PUBLISHED = LRASPP_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1
 WEIGHTS = ["model=lraspp", "encoder=mobilenet_v3_large", "model.weights=COCO_WITH_VOC_LABELS_V1"]

@@ -7,8 +7,8 @@ import yaml
 
 from conftest import TINY, compose_config, run_cli
 from seglab.cli.reproduce import main
-from seglab.reproduction import rebase_paths, version_differences
-from seglab.training import train
+from seglab.engine.training import train
+from seglab.runs.reproduction import rebase_paths, version_differences
 
 
 @pytest.fixture(scope="module")

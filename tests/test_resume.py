@@ -12,9 +12,9 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import TINY, compose_config, run_cli
-from seglab.errors import ConfigError
-from seglab.resume import resumed_config
-from seglab.training import train
+from seglab.core.errors import ConfigError
+from seglab.engine.training import train
+from seglab.runs.resume import resumed_config
 
 TESTS = Path(__file__).parent
 # 48 / 8 = 6 steps an epoch, 3 epochs, 2 validation and 2 test batches; last.ckpt every 3 steps

@@ -63,7 +63,7 @@ def test_an_unsupported_compiler_falls_back_in_one_line(monkeypatch, caplog):
 
 
 def test_gpu_amp_picks_bf16_on_native_gpus_else_fp16_with_a_scaler(monkeypatch):
-    from seglab.config import amp_precision
+    from seglab.runs.config import amp_precision
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     native = {"bf16": True}
@@ -79,7 +79,7 @@ def test_a_compiled_run_loads_for_inference_uncompiled_and_its_switches_may_chan
 
     from seglab.inference.loading import load_checkpoint_net
     from seglab.models.speed import CompiledForward
-    from seglab.run_config import network_of
+    from seglab.runs.run_config import network_of
 
     trained = OmegaConf.create({
         "model": {"_target_": "seglab.models.build_model", "name": "unet_classic",
@@ -113,8 +113,8 @@ def test_auto_workers_share_the_cores_and_a_resumed_loader_keeps_its_count():
 def test_bad_switch_values_are_named(tmp_path):
     import pytest
 
-    from seglab.config import check_config, compose_config
-    from seglab.errors import ConfigError
+    from seglab.core.errors import ConfigError
+    from seglab.runs.config import check_config, compose_config
 
     for override, message in (
             ("model.channels_last=maybe", "model.channels_last = 'maybe' (str): expected true"),

@@ -16,9 +16,9 @@ from hydra.types import RunMode
 from omegaconf import open_dict, read_write
 
 from conftest import BIN, TINY, compose_config, run_cli, wandb_records
-from seglab.results import read_metrics
-from seglab.sweep import job_statuses, sweep_summary
-from seglab.task import run_task
+from seglab.runs.results import read_metrics
+from seglab.runs.task import run_task
+from seglab.sweeps.summary import job_statuses, sweep_summary
 
 FAST = [*TINY[:-1], "encoder=mobilenet_v2"]  # TINY without logger=none
 DEBUG = [*FAST, "trainer=debug", "logger=none"]
@@ -62,7 +62,7 @@ def test_a_job_says_running_while_it_runs(tmp_path):
     seen = {}
 
     def peek(cfg):
-        from seglab.task import start_run
+        from seglab.runs.task import start_run
         output_dir = start_run(cfg)
         seen.update(read_metrics(output_dir / "metrics.json"))
         return {"status": "completed"}, {}

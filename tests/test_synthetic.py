@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from seglab.core.errors import ConfigError
 from seglab.data.datamodule import SegmentationDataModule
 from seglab.data.synthetic import SyntheticShapes, class_names_for, draw_scene
-from seglab.errors import ConfigError
-from seglab.metrics import segmentation_scores
+from seglab.engine.metrics import segmentation_scores
 
 LENGTHS = {"train": 64, "val": 32, "test": 32}
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from conftest import TINY, compose_config
-from seglab.errors import ConfigError
-from seglab.evaluation import evaluate
-from seglab.training import train
+from seglab.core.errors import ConfigError
+from seglab.engine.training import train
+from seglab.inference.evaluation import evaluate
 
 CONTRACT_KEYS = {
     "status", "model", "encoder", "data", "seed", "num_classes", "class_names", "params",

@@ -5,10 +5,10 @@ import pytest
 
 from conftest import compose_config
 from fixtures import write_folder
-from seglab.builders import build_datamodule, build_module
+from seglab.core.errors import ConfigError
 from seglab.data.checks import SplitReport, median_frequency_weights
 from seglab.data.transforms import build_transform
-from seglab.errors import ConfigError
+from seglab.engine.builders import build_datamodule, build_module
 
 
 def _sample(height=20, width=30):
@@ -62,7 +62,7 @@ def test_auto_class_weights_reach_the_loss(tmp_path, monkeypatch):
 
 
 def test_wrong_length_class_weights_are_named(tmp_path):
-    from seglab.config import check_config
+    from seglab.runs.config import check_config
     cfg = compose_config("train", tmp_path, ["loss=ce", "loss.class_weights=[1.0,2.0]"])
     with pytest.raises(ConfigError, match=r"loss.class_weights = \[1.0, 2.0\]: expected auto or "
                                           r"a list of 4 numbers"):

@@ -12,10 +12,11 @@ import pytest
 from hydra.utils import instantiate
 
 from conftest import TINY, compose_config, wandb_records
-from seglab.errors import ConfigError
-from seglab.task import exit_on_command_line_error, run_task
-from seglab.training import train
-from seglab.wandb_setup import api_key_override, check_wandb_online, refuse_api_key
+from seglab.cli.arguments import exit_on_command_line_error
+from seglab.core.errors import ConfigError
+from seglab.engine.training import train
+from seglab.runs.task import run_task
+from seglab.runs.wandb_setup import api_key_override, check_wandb_online, refuse_api_key
 
 WANDB = [*TINY[:-1], "encoder=mobilenet_v2", "logger=wandb"]  # TINY without logger=none
 FAKE_KEY = "seglabtestfakekey" + "7" * 23  # 40 characters, as a real key

@@ -1,5 +1,5 @@
 """seglab's Optuna sweeper as a Hydra plugin: Hydra instantiates sweepers only from the
-`hydra_plugins` package. The search itself is `seglab.search`, imported when a search starts
+`hydra_plugins` package. The search itself is `seglab.sweeps.search`, imported when a search starts
 so that other commands never import optuna."""
 
 from typing import Any
@@ -13,7 +13,7 @@ class SeglabOptunaSweeper(Sweeper):
     """`hydra.sweeper._target_` of conf/hparams_search: the published Optuna sweeper's keys."""
 
     def __init__(self, **config: Any) -> None:
-        from seglab.search import ResumableOptunaSweeper
+        from seglab.sweeps.search import ResumableOptunaSweeper
 
         self.sweeper = ResumableOptunaSweeper(**config)
 

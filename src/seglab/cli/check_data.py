@@ -5,14 +5,14 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from seglab.command_line import exit_on_command_line_error
-from seglab.config import config_dir
+from seglab.cli.arguments import exit_on_command_line_error
+from seglab.runs.config import config_dir
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="check_data")
 def hydra_main(cfg: DictConfig) -> None:
-    from seglab.data_problems import check_dataset  # torch: only once a run starts
-    from seglab.task import run_task
+    from seglab.data.problems import check_dataset  # torch: only once a run starts
+    from seglab.runs.task import run_task
 
     run_task(check_dataset, cfg)
 

@@ -16,10 +16,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from seglab.compare import build_comparison
-from seglab.compare_chart import render_chart
-from seglab.compare_report import Column, display_columns, markdown_report, markdown_table
-from seglab.run_folders import CompareError, find_runs, read_runs, status_summary
+from seglab.reports.compare import build_comparison
+from seglab.reports.compare_chart import render_chart
+from seglab.reports.compare_report import Column, display_columns, markdown_report, markdown_table
+from seglab.reports.run_folders import CompareError, find_runs, read_runs, status_summary
 
 MAX_WIDTH = 100  # the terminal view fits 100 columns, or the terminal if it is narrower
 STATUS_STYLES = {"failed": "red", "running": "yellow", "unfinished": "yellow"}

@@ -32,10 +32,10 @@ def _log_to(output_dir: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     """The `seglab-reproduce` console script."""
     args = parse_args(argv)  # --help and usage errors answer before torch is imported
-    from seglab.errors import USER_ERRORS, one_line
-    from seglab.reproduction import load_source_config, prepare_reproduction
-    from seglab.task import run_task
-    from seglab.training import train
+    from seglab.core.errors import USER_ERRORS, one_line
+    from seglab.engine.training import train
+    from seglab.runs.reproduction import load_source_config, prepare_reproduction
+    from seglab.runs.task import run_task
 
     try:
         source = load_source_config(args.run)

@@ -7,15 +7,15 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from seglab.command_line import exit_on_command_line_error
-from seglab.config import config_dir
-from seglab.resume import resume_argument
+from seglab.cli.arguments import exit_on_command_line_error
+from seglab.runs.config import config_dir
+from seglab.runs.resume import resume_argument
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def hydra_main(cfg: DictConfig) -> float | None:
-    from seglab.task import run_task  # torch and Lightning: only once a run starts
-    from seglab.training import train
+    from seglab.engine.training import train
+    from seglab.runs.task import run_task  # torch and Lightning: only once a run starts
 
     return run_task(train, cfg)
 

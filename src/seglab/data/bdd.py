@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from seglab.core.errors import ConfigError
 from seglab.data.files import images_in, pair_by_stem
 from seglab.data.layout import require, require_root, seeded_split
 from seglab.data.paired import PairedDataset, ValueMask
-from seglab.errors import ConfigError
 
 CLASSES = ["direct", "alternative", "background"]  # mask values 0, 1, 2
 PAGE = "https://bdd-data.berkeley.edu/ (100K images and drivable-area masks)"

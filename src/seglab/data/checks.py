@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from rich.progress import track
 
-from seglab.atomic import write_atomically
+from seglab.core.atomic import write_atomically
 from seglab.data.dataset import SegmentationDataset
 from seglab.data.files import DataError
 from seglab.data.paired import PairedDataset

@@ -14,9 +14,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
 from torchdata.stateful_dataloader import StatefulDataLoader
 
+from seglab.core.errors import ConfigError
 from seglab.data.checks import SplitReport, check_split
 from seglab.data.dataset import SegmentationDataset
 from seglab.data.paired import PairedDataset
+from seglab.data.palette import class_palette
 from seglab.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -24,8 +26,6 @@ from seglab.data.transforms import (
     normalization_tensors,
     normalize_images,
 )
-from seglab.errors import ConfigError
-from seglab.viz import class_palette
 
 log = logging.getLogger(__name__)
 # torchdata 0.11 calls an API torch 2.14 deprecated, once per loader iterator: noise for users

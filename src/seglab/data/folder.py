@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
+from seglab.core.errors import ConfigError
 from seglab.data.files import images_in, pair_by_stem
 from seglab.data.layout import require, require_root, seeded_split
 from seglab.data.paired import ColourMask, PairedDataset, ValueMask
-from seglab.errors import ConfigError
 
 LAYOUT = ("images/* and masks/*.png paired by file stem, or images/{train,val,test}/ and "
           "masks/{train,val,test}/ when the split is already made")

@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from seglab.errors import ConfigError, DataError
+from seglab.core.errors import ConfigError, DataError
 
 T = TypeVar("T")
 SPLITS = ("train", "val", "test")

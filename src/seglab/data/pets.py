@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 from torchvision.datasets import OxfordIIITPet
 
+from seglab.core.errors import ConfigError
 from seglab.data.files import Pair
 from seglab.data.layout import download_with, require, require_root, seeded_split
 from seglab.data.paired import PairedDataset, ValueMask
-from seglab.errors import ConfigError
 
 PAGE = "https://www.robots.ox.ac.uk/~vgg/data/pets/"
 LAYOUT = ("images/*.jpg, annotations/trimaps/*.png, annotations/{trainval,test}.txt "

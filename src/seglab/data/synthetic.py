@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from seglab.core.errors import ConfigError
 from seglab.data.dataset import SegmentationDataset
-from seglab.errors import ConfigError
 
 SHAPES = ("disc", "box", "triangle", "ring", "cross")
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}

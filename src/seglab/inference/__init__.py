@@ -1,2 +1,4 @@
-"""From a model to pictures: loading a model for inference, whole/slide/TTA prediction,
-reading images and videos, writing masks, overlays and pseudo-label datasets."""
+"""From a trained or published model to answers: `seglab-eval` on a labelled split
+(`evaluation`), `seglab-predict` on pictures and videos (`prediction`: whole, slide, TTA,
+pseudo-labels), `seglab-export` with parity checks (`export`), and the model card and loading
+they share. Imports engine (evaluation tests with Lightning), runs, models, data and core."""

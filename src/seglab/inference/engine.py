@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from seglab.errors import ConfigError
+from seglab.core.errors import ConfigError
 
 Net = Callable[[Tensor], Tensor]
 WINDOWS = ("flat", "hann")

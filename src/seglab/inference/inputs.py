@@ -17,8 +17,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, Sampler
 
+from seglab.core.errors import ConfigError
 from seglab.data.files import IMAGE_SUFFIXES, DataError, read_image
-from seglab.errors import ConfigError
 from seglab.inference.card import ModelCard
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")

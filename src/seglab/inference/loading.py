@@ -8,15 +8,15 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from seglab.checkpoints import read_checkpoint, trusted
+from seglab.core.checkpoints import read_checkpoint, trusted
+from seglab.core.errors import ConfigError
 from seglab.data.kitti_road import COLOURS as KITTI_ROAD_COLOURS
-from seglab.errors import ConfigError
+from seglab.data.palette import class_palette
 from seglab.inference.card import ModelCard
 from seglab.models import SegmentationNet
 from seglab.models.torchvision_models import VARIANTS
 from seglab.models.weights import check_fits, read_weights_file
-from seglab.run_config import recorded_class_names
-from seglab.viz import class_palette
+from seglab.runs.run_config import recorded_class_names
 
 # datasets whose colours are fixed in code rather than given as data.colours
 DATASET_PALETTES = {"kitti_road": KITTI_ROAD_COLOURS}

@@ -10,7 +10,7 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
-from seglab.errors import ConfigError
+from seglab.core.errors import ConfigError
 from seglab.inference.card import ModelCard
 
 CARD_KEY = "seglab"  # the card's key in an exported ONNX file's metadata_props

@@ -11,8 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from seglab.core.errors import ConfigError
 from seglab.data.files import DataError
-from seglab.errors import ConfigError
 from seglab.inference.card import ModelCard
 from seglab.inference.outputs import class_shares, overlay, palette_mask
 

@@ -10,8 +10,8 @@ from typing import TypeVar
 import torch
 from torch import nn
 
-from seglab.checkpoints import read_checkpoint
-from seglab.errors import ConfigError
+from seglab.core.checkpoints import read_checkpoint
+from seglab.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

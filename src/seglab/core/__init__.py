@@ -1,0 +1,3 @@
+"""What every stage stands on, importing nothing else of seglab: the user-error types that
+become one line (`errors`), atomic writes (`atomic`), the one gate for reading checkpoint
+files (`checkpoints`) and the process rank helpers of a DDP job (`distributed`)."""

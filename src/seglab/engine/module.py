@@ -1,0 +1,243 @@
+"""SegmentationModule: the one LightningModule, whatever network it trains."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+
+import torch
+from lightning import LightningModule
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+
+from seglab import __version__
+from seglab.core.errors import ConfigError
+from seglab.engine.metrics import ConfusionMatrix, segmentation_scores
+from seglab.engine.schedule import SchedulerSpec
+from seglab.models import SegmentationNet
+
+STAGES = ("train", "val", "test")
+# Every epoch value this module logs is already summed over processes when it is logged (see
+# `_log_scores`), so Lightning's advice to log it with sync_dist=True does not apply here.
+warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting",
+                        category=PossibleUserWarning)
+
+
+class TrainingDiverged(ConfigError):
+    """The training loss became NaN or infinite: the run stops before the step is applied."""
+
+
+class SegmentationModule(LightningModule):
+    """Trains and evaluates a `SegmentationNet` with one confusion matrix per stage.
+
+    Logs, at each epoch's end, `<stage>/loss`, `<stage>/mIoU`, `pixel_acc`, `dice` and
+    `iou_<class>`, plus `val/mIoU_best` (and `train/aux_loss` for nets with an auxiliary
+    head). The matrices and the mean losses are torchmetrics states, so under DDP they are
+    summed over processes before any metric is derived (exact for any split size); the last
+    test's summed matrix is kept as `test_confusion` (CPU int64, [true, predicted]) for the run
+    folder. Losses are computed in fp32 whatever the precision, and a NaN or infinite training
+    loss stops the run (`TrainingDiverged`) before its step.
+
+    Under DDP every collective this module issues happens in `_log_scores`, in the same order
+    on every process; what it logs is already synchronised and logged without `sync_dist`.
+    A value logged for Lightning to synchronise (a Metric object, or `sync_dist=True`) is
+    synchronised when first read, and rank zero's progress bar reads the epoch's values
+    before the module's epoch-end hook runs, which the other ranks reach first: the
+    processes would issue different collectives, and gloo aborts.
+    """
+
+    def __init__(self, net: SegmentationNet, loss: nn.Module,
+                 optimizer: Callable[..., torch.optim.Optimizer],
+                 scheduler: SchedulerSpec | None, class_names: Sequence[str],
+                 ignore_index: int = 255, encoder_lr_mult: float = 1.0) -> None:
+        super().__init__()
+        self.net = net
+        self.loss = loss
+        self.optimizer_factory = optimizer
+        self.encoder_lr_mult = encoder_lr_mult
+        self.scheduler_spec = scheduler
+        self.class_names = list(class_names)
+        self.ignore_index = ignore_index
+        self.confmats = nn.ModuleDict({
+            f"{stage}_confmat": ConfusionMatrix(len(self.class_names), ignore_index)
+            for stage in STAGES
+        })
+        self.mean_losses = nn.ModuleDict({f"{stage}_loss": MeanMetric() for stage in STAGES})
+        self.mean_aux_loss = MeanMetric()
+        self.best_val_miou = -math.inf
+        self.best_val_epoch: int | None = None
+        self.val_scores: dict[str, float] = {}  # the last validation's, for metrics.json
+        self.test_confusion: Tensor | None = None
+        self._restored_train_epoch: int | None = None
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net(images)
+
+    def fp32_loss(self, logits: Tensor, target: Tensor) -> Tensor:
+        """The loss in fp32 outside autocast: sums over many pixels (Dice) overflow fp16."""
+        with torch.autocast(logits.device.type, enabled=False):
+            return self.loss(logits.float(), target)
+
+    def _step(self, batch: dict, stage: str) -> Tensor:
+        logits = self.net(batch["image"])
+        loss = self.fp32_loss(logits, batch["mask"])
+        batch_size = batch["image"].shape[0]
+        if stage == "train":
+            auxiliary = self.net.auxiliary_loss(self.fp32_loss, batch["mask"])
+            if auxiliary is not None:
+                self.mean_aux_loss.update(auxiliary.detach(), batch_size)
+                loss = loss + auxiliary
+        self.confmats[f"{stage}_confmat"].update(logits.argmax(1), batch["mask"])
+        self.mean_losses[f"{stage}_loss"].update(loss.detach(), batch_size)
+        if stage == "train":
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True,
+                     batch_size=batch_size)
+        return loss
+
+    def _stop_if_diverged(self, loss: Tensor, batch_idx: int) -> None:
+        """Every DDP process decides together (one NaN anywhere stops them all), so none is left
+        waiting in the gradient all-reduce for a process that stopped."""
+        if self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True):
+            return
+        completed = self.trainer.fit_loop.epoch_progress.current.completed
+        last_good = f"epoch {completed - 1}" if completed else "none (in the first epoch)"
+        best = "" if self.best_val_epoch is None else \
+            f"; best val/mIoU {self.best_val_miou:.4f} at epoch {self.best_val_epoch}, its " \
+            "checkpoint kept"
+        raise TrainingDiverged(
+            f"training diverged: the loss is {loss.item()} at step {self.global_step} (epoch "
+            f"{self.current_epoch}, batch {batch_idx}); last completed epoch: {last_good}{best}; "
+            "try a lower optimizer.lr or trainer.gradient_clip_val=1.0")
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        loss = self._step(batch, "train")
+        self._stop_if_diverged(loss.detach(), batch_idx)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def predict_step(self, batch: dict, batch_idx: int) -> Tensor:
+        """Class-index masks [N, H, W]."""
+        return self.net(batch["image"]).argmax(1)
+
+    def _log_scores(self, stage: str) -> None:
+        """The stage's epoch scores, from states summed over processes here, in one fixed order
+        on every process; logged as plain, already synchronised values."""
+        confmat = self.confmats[f"{stage}_confmat"].compute()  # summed over processes
+        if stage == "test":
+            self.test_confusion = confmat.detach().to("cpu", torch.int64, copy=True)
+        scores = {f"{stage}/{key}": value
+                  for key, value in segmentation_scores(confmat, self.class_names).items()}
+        scores[f"{stage}/loss"] = float(self.mean_losses[f"{stage}_loss"].compute())
+        if stage == "train" and self.mean_aux_loss.update_called:  # the same on every process
+            scores["train/aux_loss"] = float(self.mean_aux_loss.compute())
+        if stage == "val":
+            if not self.trainer.sanity_checking and scores["val/mIoU"] > self.best_val_miou:
+                self.best_val_miou = scores["val/mIoU"]
+                self.best_val_epoch = self.current_epoch
+            scores["val/mIoU_best"] = max(self.best_val_miou, scores["val/mIoU"])
+            if not self.trainer.sanity_checking:
+                self.val_scores = dict(scores)
+        self.log(f"{stage}/mIoU", scores.pop(f"{stage}/mIoU"), prog_bar=True)
+        self.log_dict(scores)
+
+    def _fresh_states(self, stage: str) -> None:
+        """Start a stage with new state tensors, owned by this process alone: a module handed
+        to spawned workers arrives with tensors in shared memory, which ranks would share."""
+        self.confmats[f"{stage}_confmat"].reset()
+        self.mean_losses[f"{stage}_loss"].reset()
+        if stage == "train":
+            self.mean_aux_loss.reset()
+
+    def on_train_epoch_start(self) -> None:
+        """A fresh epoch's states, unless a checkpoint written in this epoch brought the steps it
+        had already taken."""
+        if self._restored_train_epoch != self.current_epoch:
+            self._fresh_states("train")
+        self._restored_train_epoch = None
+
+    def on_validation_epoch_start(self) -> None:
+        self._fresh_states("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._fresh_states("test")
+
+    def on_train_epoch_end(self) -> None:
+        self._log_scores("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_scores("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_scores("test")
+
+    def encoder_param_group(self) -> dict:
+        """The encoder's parameters with their learning rate: the optimizer's times
+        `encoder_lr_mult` (filled in by the optimizer when no `lr` is given)."""
+        group = {"params": self.net.parameter_groups()["encoder"], "name": "encoder"}
+        base_lr = self.optimizer_factory.keywords.get("lr") \
+            if hasattr(self.optimizer_factory, "keywords") else None
+        if base_lr is not None:
+            group["lr"] = base_lr * self.encoder_lr_mult
+        return group
+
+    def configure_optimizers(self) -> dict:
+        """Head and encoder as separate parameter groups; a frozen encoder is left out (the
+        `UnfreezeEncoder` callback adds it when its epoch comes)."""
+        groups = [{"params": self.net.parameter_groups()["head"], "name": "head"}]
+        if not self.net.encoder_frozen:
+            groups.append(self.encoder_param_group())
+        optimizer = self.optimizer_factory(params=groups)
+        if self.scheduler_spec is None:
+            return {"optimizer": optimizer}
+        return {"optimizer": optimizer,
+                "lr_scheduler": self.scheduler_spec.build(optimizer, self.trainer)}
+
+    def _train_metrics(self) -> dict:
+        return {"confmat": self.confmats["train_confmat"],
+                "loss": self.mean_losses["train_loss"], "aux_loss": self.mean_aux_loss}
+
+    def _train_states(self) -> dict:
+        """The epoch's train metric states so far, summed over processes (a collective: every
+        process saves each checkpoint), with how many steps updated them."""
+        strategy = self.trainer.strategy
+        return {name: {"count": metric._update_count,  # torchmetrics' count of updates
+                       "states": {key: strategy.reduce(value.clone(), reduce_op="sum")
+                                  for key, value in metric.metric_state.items()}}
+                for name, metric in self._train_metrics().items()}
+
+    def _restore_train_states(self, saved: dict) -> None:
+        """Put a checkpoint's train states back: on global rank zero, which then holds every
+        process's share of the steps taken; the other processes start from zero."""
+        keep = self._trainer is None or self._trainer.global_rank == 0
+        for name, metric in self._train_metrics().items():
+            metric.reset()
+            if keep and name in saved:
+                metric.merge_state(saved[name]["states"])
+                metric._update_count = saved[name]["count"]  # compute warns at zero
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["seglab"] = {"version": __version__, "class_names": self.class_names,
+                                "best_val_miou": self.best_val_miou,
+                                "best_val_epoch": self.best_val_epoch,
+                                "val_scores": self.val_scores,
+                                "train_epoch": self.current_epoch,
+                                "train_states": self._train_states()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """What a resumed run needs besides the weights: the best epoch, the last validation's
+        scores (metrics.json's val keys, also when only the test was left to run) and the
+        interrupted epoch's train metric states."""
+        saved = checkpoint.get("seglab", {})
+        self.best_val_miou = saved.get("best_val_miou", -math.inf)
+        self.best_val_epoch = saved.get("best_val_epoch")
+        self.val_scores = dict(saved.get("val_scores", {}))
+        if "train_states" in saved:
+            self._restore_train_states(saved["train_states"])
+            self._restored_train_epoch = saved["train_epoch"]

@@ -1,0 +1,97 @@
+"""Training: fit a model, test its best checkpoint, and fill the run folder."""
+
+from __future__ import annotations
+
+import time
+
+from omegaconf import DictConfig
+
+from seglab.core.checkpoints import trusted
+from seglab.core.distributed import distributed_job
+from seglab.data.problems import stop_on_data_problems
+from seglab.engine.builders import (
+    build_callbacks,
+    build_datamodule,
+    build_loggers,
+    build_module,
+    build_trainer,
+)
+from seglab.engine.confusion_plots import write_confusion_outputs
+from seglab.engine.plots import plot_predictions
+from seglab.models import count_gflops, count_parameters
+from seglab.runs.hparams import log_final_results
+from seglab.runs.reproduction import reproduction_record
+from seglab.runs.results import run_header, stage_metrics, versions
+from seglab.runs.resume import LAST_CHECKPOINT, resume_folder, resumed_config
+from seglab.runs.task import check_free_space, finish_run, start_run
+
+
+def train(cfg: DictConfig) -> tuple[dict, dict]:
+    """Train, test the best checkpoint, write metrics.json, the test confusion matrix and plots.
+
+    With `resume=<run folder>` the run continues from its last.ckpt with its own config.
+    Under DDP every process trains and tests; only global rank zero writes the run's files.
+    Returns (metrics, objects): the metrics.json contents (empty on the other ranks) and the
+    built datamodule, module and trainer, so tests and sweeps can inspect them.
+    """
+    run_dir = resume_folder(cfg)
+    if run_dir is not None:
+        cfg = resumed_config(cfg, run_dir)
+    output_dir = start_run(cfg)
+
+    datamodule = build_datamodule(cfg)
+    class_names = datamodule.class_names
+    if datamodule.reads_files:
+        stop_on_data_problems(datamodule, class_names)
+    module = build_module(cfg, class_names, datamodule)
+    check_free_space(output_dir, checkpoint_bytes(module))
+    trainer = build_trainer(cfg, build_callbacks(cfg), build_loggers(cfg))
+    datamodule.batch_share(trainer.world_size)
+    weights_only = not trusted(cfg)
+
+    with distributed_job():
+        started = time.perf_counter()
+        trainer.fit(module, datamodule=datamodule, weights_only=weights_only,
+                    ckpt_path=None if run_dir is None else run_dir / LAST_CHECKPOINT)
+        train_seconds = time.perf_counter() - started
+        val_logged = dict(module.val_scores)  # also when a resumed run only had to finish
+
+        checkpoint = trainer.checkpoint_callback.best_model_path \
+            if trainer.checkpoint_callback else ""
+        trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint or None,
+                     weights_only=weights_only, verbose=False)
+        test_logged = dict(trainer.callback_metrics)
+    objects = {"datamodule": datamodule, "module": module, "trainer": trainer}
+    if not trainer.is_global_zero:
+        return {}, objects
+    if module.test_confusion is not None:
+        write_confusion_outputs(module.test_confusion, class_names, output_dir)
+
+    metrics = {
+        **run_header(cfg, class_names),
+        "params": count_parameters(module.net),
+        "gflops": count_gflops(module.net, *datamodule.input_size),
+        "input_size": list(datamodule.input_size),
+        "train_seconds": round(train_seconds, 2),
+        "epochs": trainer.fit_loop.epoch_progress.current.completed,
+        "best_epoch": module.best_val_epoch,
+        **stage_metrics(val_logged, "val", class_names),
+        **stage_metrics(test_logged, "test", class_names),
+        "skipped_samples": len(datamodule.skipped),
+        "checkpoint": checkpoint or None,
+        "run_dir": str(output_dir),
+        "versions": versions(),
+        **reproduction_record(cfg),
+    }
+    log_final_results(trainer.loggers, cfg, metrics)
+    plot_predictions(module.net, datamodule.split("val"), class_names,
+                     output_dir / "predictions.png", ignore_index=datamodule.ignore_index,
+                     palette=datamodule.palette, prepare=datamodule.prepare_images)
+    finish_run(metrics, output_dir)
+    return metrics, objects
+
+
+def checkpoint_bytes(module) -> int:
+    """About the size of one checkpoint: the weights and two optimizer moments per weight."""
+    return 3 * sum(parameter.numel() * parameter.element_size()
+                   for parameter in module.parameters())
