@@ -16,10 +16,10 @@ from seglab.core.errors import ConfigError
 from seglab.engine.training import train
 from seglab.inference.card import ModelCard
 from seglab.inference.export import CARD_FILE, export, export_net
-from seglab.inference.loading import checkpoint_class_names, load_checkpoint_net, run_card
+from seglab.inference.loading import load_checkpoint_net, run_card
 from seglab.inference.onnx_model import load_onnx_model
 from seglab.models import build_model
-from seglab.runs.run_config import load_run_config
+from seglab.runs.run_config import TrainedCheckpoint, load_run_config
 
 TRAIN_SIZE = (32, 32)
 OTHER_SIZE = (40, 56)  # no multiple of 32: the padding to the output stride is in the graph
@@ -37,8 +37,8 @@ def trained_run(tmp_path_factory) -> Path:
 
 
 def source_card(ckpt_path: Path) -> ModelCard:
-    return run_card(load_run_config(ckpt_path), checkpoint_class_names(ckpt_path),
-                    str(ckpt_path))
+    checkpoint = TrainedCheckpoint.read(ckpt_path)
+    return run_card(load_run_config(checkpoint), checkpoint.class_names, str(ckpt_path))
 
 
 def assert_matches(net, exported, size: tuple[int, int], batch: int = 2) -> None:
@@ -67,7 +67,8 @@ def test_export_command_writes_onnx_and_model_json(trained_run, tmp_path):
         "opset": 18, "input_size": [32, 32], "checkpoint": str(trained_run)}
     assert record["max_abs_diff"] < 1e-4 and record["versions"]["torch"]
     assert "(x/255 - mean)/std" in record["input"]
-    torch_net = load_checkpoint_net(load_run_config(trained_run), trained_run)
+    checkpoint = TrainedCheckpoint.read(trained_run)
+    torch_net = load_checkpoint_net(load_run_config(checkpoint), checkpoint)
     for size in (TRAIN_SIZE, OTHER_SIZE):
         assert_matches(torch_net, net, size)
 

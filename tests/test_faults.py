@@ -96,7 +96,7 @@ def test_the_write_check_leaves_nothing_behind(tmp_path):
 def test_a_full_disk_is_one_line_before_training(tiny_train_cfg, monkeypatch):
     cfg = tiny_train_cfg("full")
     usage = type("Usage", (), {"free": 20 * 2**20})
-    monkeypatch.setattr("seglab.runs.task.shutil.disk_usage", lambda path: usage)
+    monkeypatch.setattr("seglab.runs.folder.shutil.disk_usage", lambda path: usage)
     with pytest.raises(Exception, match=r"paths.output_dir: .* has 20 MB free; this run's "
                                          r"checkpoints need about \d+ MB"):
         train(cfg)

@@ -258,12 +258,13 @@ def test_predict_needs_a_model(tmp_path):
 
 def test_an_exported_onnx_file_predicts_the_same_masks(checkpoint, tmp_path):
     from seglab.inference.export import export_net
-    from seglab.inference.loading import checkpoint_class_names, load_checkpoint_net, run_card
-    from seglab.runs.run_config import load_run_config
+    from seglab.inference.loading import load_checkpoint_net, run_card
+    from seglab.runs.run_config import TrainedCheckpoint, load_run_config
 
-    run_cfg = load_run_config(checkpoint)
-    card = run_card(run_cfg, checkpoint_class_names(checkpoint), str(checkpoint))
-    export_net(load_checkpoint_net(run_cfg, checkpoint), card, tmp_path / "model.onnx", "onnx",
+    trained = TrainedCheckpoint.read(checkpoint)
+    run_cfg = load_run_config(trained)
+    card = run_card(run_cfg, trained.class_names, str(checkpoint))
+    export_net(load_checkpoint_net(run_cfg, trained), card, tmp_path / "model.onnx", "onnx",
                [32, 32], dynamic=True)
     sizes = write_mixed_folder(tmp_path / "pictures")
     pictures = f"input={tmp_path / 'pictures'}"

@@ -135,6 +135,6 @@ def test_a_resumed_run_continues_its_wandb_run(tmp_path, finished_run):
     (run / "wandb" / "offline-run-20261121_101010-k3x9q2ab").mkdir(parents=True)
     (run / "wandb" / "latest-run").symlink_to("offline-run-20261121_101010-k3x9q2ab")
     cfg = compose_config("train", tmp_path / "ignored", [f"resume={run}"])
-    resumed = resumed_config(cfg, run)
+    resumed, _ = resumed_config(cfg, run)
     assert (resumed.logger.wandb.id, resumed.logger.wandb.resume) == ("k3x9q2ab", "allow")
     assert resumed.paths.output_dir == str(run)

@@ -79,7 +79,7 @@ def test_a_compiled_run_loads_for_inference_uncompiled_and_its_switches_may_chan
 
     from seglab.inference.loading import load_checkpoint_net
     from seglab.models.speed import CompiledForward
-    from seglab.runs.run_config import network_of
+    from seglab.runs.run_config import TrainedCheckpoint, network_of
 
     trained = OmegaConf.create({
         "model": {"_target_": "seglab.models.build_model", "name": "unet_classic",
@@ -89,7 +89,8 @@ def test_a_compiled_run_loads_for_inference_uncompiled_and_its_switches_may_chan
     torch.manual_seed(0)
     checkpoint = tmp_path / "weights.pt"
     torch.save(build_model("unet_classic", "none", 3, base_channels=8).state_dict(), checkpoint)
-    net = load_checkpoint_net(trained, checkpoint)
+    net = load_checkpoint_net(trained, TrainedCheckpoint(checkpoint, torch.load(checkpoint),
+                                                         ["a", "b", "c"]))
     assert not isinstance(net.forward_padded, CompiledForward) and net.channels_last
     asked = OmegaConf.merge(trained, {"model": {"compile": False, "channels_last": False}})
     assert network_of(asked) == network_of(trained)  # eval/predict/export may switch them

@@ -62,8 +62,8 @@ def test_a_job_says_running_while_it_runs(tmp_path):
     seen = {}
 
     def peek(cfg):
-        from seglab.runs.task import start_run
-        output_dir = start_run(cfg)
+        from seglab.runs.folder import start_run
+        output_dir = start_run(cfg).folder
         seen.update(read_metrics(output_dir / "metrics.json"))
         return {"status": "completed"}, {}
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
@@ -14,6 +15,7 @@ from seglab.core.checkpoints import trusted
 from seglab.core.errors import ConfigError
 from seglab.data.checks import median_frequency_weights
 from seglab.data.datamodule import SegmentationDataModule
+from seglab.engine import notices  # noqa: F401 (drops the notices a user cannot act on)
 from seglab.engine.checkpoint_io import AtomicCheckpointIO
 from seglab.engine.module import SegmentationModule
 
@@ -74,18 +76,9 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
     return [instantiate(node) for node in (cfg.get("logger") or {}).values()]
 
 
-class _NoTips(logging.Filter):
-    """Drops Lightning's promotional "Tip" lines from the run's output."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Tip:" not in str(record.msg)
-
-
-for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-    logging.getLogger(_name).addFilter(_NoTips())
-
-
-def build_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list[Logger]) -> Trainer:
-    """The Lightning Trainer, saving checkpoints atomically (a kill mid-save keeps the old)."""
+def build_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list[Logger],
+                  already_read: Mapping[Path, dict] | None = None) -> Trainer:
+    """The Lightning Trainer, saving checkpoints atomically (a kill mid-save keeps the old)
+    and given the checkpoints the command has read already instead of reading them again."""
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                       plugins=[AtomicCheckpointIO()])
+                       plugins=[AtomicCheckpointIO(already_read)])

@@ -1,8 +1,10 @@
-"""Lightning checkpoints written atomically (see `seglab.core.atomic`)."""
+"""Lightning's checkpoint files, written atomically (see `seglab.core.atomic`) and read
+through seglab's one gate (`seglab.core.checkpoints.read_checkpoint`)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.types import _PATH
 
 from seglab.core.atomic import atomic_writer
+from seglab.core.checkpoints import read_checkpoint
 
 
 def _is_local(path: _PATH) -> bool:
@@ -19,8 +22,16 @@ def _is_local(path: _PATH) -> bool:
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's torch.save checkpoints, written through `atomic_writer`: a run killed while
-    saving best.ckpt or last.ckpt leaves the previous file whole. URLs (s3://, file://, ...)
-    keep Lightning's own fsspec save."""
+    saving best.ckpt or last.ckpt leaves the previous file whole. Read through
+    `read_checkpoint` (one line naming the file when it is damaged); a checkpoint the command
+    has read already (`already_read`, by path: resume's checks, eval's) is handed over once
+    instead of read again. URLs (s3://, file://, ...) keep Lightning's own fsspec save and
+    load."""
+
+    def __init__(self, already_read: Mapping[Path, dict] | None = None) -> None:
+        super().__init__()
+        self._already_read = {Path(path).resolve(): contents
+                              for path, contents in (already_read or {}).items()}
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH,
                         storage_options: Any | None = None) -> None:
@@ -29,3 +40,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return
         with atomic_writer(Path(path)) as file:
             torch.save(checkpoint, file)
+
+    def load_checkpoint(self, path: _PATH, map_location: Callable | None = None,
+                        weights_only: bool | None = None) -> dict[str, Any]:
+        if not _is_local(path):
+            return super().load_checkpoint(path, map_location, weights_only)
+        found = self._already_read.pop(Path(path).resolve(), None)
+        return found if found is not None else \
+            read_checkpoint(Path(path), trust=weights_only is False)

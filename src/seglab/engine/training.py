@@ -1,4 +1,5 @@
-"""Training: fit a model, test its best checkpoint, and fill the run folder."""
+"""`seglab-train`, top to bottom: start the run folder (config checked, or a resumed run's own),
+build the data, module and trainer, fit, test the best checkpoint, finish the folder."""
 
 from __future__ import annotations
 
@@ -19,11 +20,10 @@ from seglab.engine.builders import (
 from seglab.engine.confusion_plots import write_confusion_outputs
 from seglab.engine.plots import plot_predictions
 from seglab.models import count_gflops, count_parameters
+from seglab.runs.folder import Run, check_free_space, finish_run, start_run
 from seglab.runs.hparams import log_final_results
 from seglab.runs.reproduction import reproduction_record
 from seglab.runs.results import run_header, stage_metrics, versions
-from seglab.runs.resume import LAST_CHECKPOINT, resume_folder, resumed_config
-from seglab.runs.task import check_free_space, finish_run, start_run
 
 
 def train(cfg: DictConfig) -> tuple[dict, dict]:
@@ -34,38 +34,31 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     Returns (metrics, objects): the metrics.json contents (empty on the other ranks) and the
     built datamodule, module and trainer, so tests and sweeps can inspect them.
     """
-    run_dir = resume_folder(cfg)
-    if run_dir is not None:
-        cfg = resumed_config(cfg, run_dir)
-    output_dir = start_run(cfg)
+    run = start_run(cfg)
+    cfg = run.cfg
 
     datamodule = build_datamodule(cfg)
     class_names = datamodule.class_names
     if datamodule.reads_files:
         stop_on_data_problems(datamodule, class_names)
     module = build_module(cfg, class_names, datamodule)
-    check_free_space(output_dir, checkpoint_bytes(module))
-    trainer = build_trainer(cfg, build_callbacks(cfg), build_loggers(cfg))
+    check_free_space(run.folder, checkpoint_bytes(module))
+    trainer = build_trainer(cfg, build_callbacks(cfg), build_loggers(cfg), run.already_read)
     datamodule.batch_share(trainer.world_size)
-    weights_only = not trusted(cfg)
+    objects = {"datamodule": datamodule, "module": module, "trainer": trainer}
 
     with distributed_job():
         started = time.perf_counter()
-        trainer.fit(module, datamodule=datamodule, weights_only=weights_only,
-                    ckpt_path=None if run_dir is None else run_dir / LAST_CHECKPOINT)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=run.resume_from,
+                    weights_only=not trusted(cfg))
         train_seconds = time.perf_counter() - started
         val_logged = dict(module.val_scores)  # also when a resumed run only had to finish
-
-        checkpoint = trainer.checkpoint_callback.best_model_path \
-            if trainer.checkpoint_callback else ""
-        trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint or None,
-                     weights_only=weights_only, verbose=False)
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        trainer.test(module, datamodule=datamodule, ckpt_path=best or None,
+                     weights_only=not trusted(cfg), verbose=False)
         test_logged = dict(trainer.callback_metrics)
-    objects = {"datamodule": datamodule, "module": module, "trainer": trainer}
-    if not trainer.is_global_zero:
+    if not trainer.is_global_zero:  # under DDP, rank zero alone writes the folder
         return {}, objects
-    if module.test_confusion is not None:
-        write_confusion_outputs(module.test_confusion, class_names, output_dir)
 
     metrics = {
         **run_header(cfg, class_names),
@@ -78,17 +71,25 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
         **stage_metrics(val_logged, "val", class_names),
         **stage_metrics(test_logged, "test", class_names),
         "skipped_samples": len(datamodule.skipped),
-        "checkpoint": checkpoint or None,
-        "run_dir": str(output_dir),
+        "checkpoint": best or None,
+        "run_dir": str(run.folder),
         "versions": versions(),
         **reproduction_record(cfg),
     }
     log_final_results(trainer.loggers, cfg, metrics)
-    plot_predictions(module.net, datamodule.split("val"), class_names,
-                     output_dir / "predictions.png", ignore_index=datamodule.ignore_index,
-                     palette=datamodule.palette, prepare=datamodule.prepare_images)
-    finish_run(metrics, output_dir)
+    write_pictures(run, module, datamodule)
+    finish_run(metrics, run.folder)
     return metrics, objects
+
+
+def write_pictures(run: Run, module, datamodule) -> None:
+    """The test confusion matrix (CSV and plots) and predictions on validation scenes."""
+    class_names = datamodule.class_names
+    if module.test_confusion is not None:
+        write_confusion_outputs(module.test_confusion, class_names, run.folder)
+    plot_predictions(module.net, datamodule.split("val"), class_names,
+                     run.folder / "predictions.png", ignore_index=datamodule.ignore_index,
+                     palette=datamodule.palette, prepare=datamodule.prepare_images)
 
 
 def checkpoint_bytes(module) -> int:

@@ -14,10 +14,10 @@ from seglab.data.problems import stop_on_data_problems
 from seglab.engine.builders import build_datamodule, build_loggers, build_module, build_trainer
 from seglab.engine.confusion_plots import write_confusion_outputs
 from seglab.inference.loading import describe_network, published_card
-from seglab.models.weights import check_fits, read_weights_file
+from seglab.models.weights import check_fits, network_weights
+from seglab.runs.folder import finish_run, start_run
 from seglab.runs.results import run_header, stage_metrics, versions
 from seglab.runs.run_config import checkpoint_run_config
-from seglab.runs.task import finish_run, start_run
 
 # Sections that say where this evaluation writes: taken from the eval config, not the run's.
 EVAL_OWNED = ("paths", "logger", "task_name", "ckpt_path")
@@ -48,10 +48,10 @@ def evaluate(cfg: DictConfig) -> tuple[dict, dict]:
     """Test `cfg.ckpt_path` on its run's test split, or published weights named by
     `model.weights` on the configured data's test split; writes metrics.json in the eval
     folder."""
-    ckpt_path = None
+    checkpoint = None
     if cfg.get("ckpt_path"):
         ckpt_path = Path(cfg.ckpt_path).expanduser().resolve()
-        cfg = checkpoint_run_config(ckpt_path, cfg, EVAL_OWNED)
+        cfg, checkpoint = checkpoint_run_config(ckpt_path, cfg, EVAL_OWNED)
         source = {"checkpoint": str(ckpt_path), "evaluated_run": str(ckpt_path.parent.parent)}
     elif OmegaConf.select(cfg, "model.weights"):
         cfg, weights = published_eval_config(cfg)
@@ -61,19 +61,23 @@ def evaluate(cfg: DictConfig) -> tuple[dict, dict]:
                           "published weights and a dataset, such as model=deeplabv3 "
                           "encoder=resnet50 model.weights=COCO_WITH_VOC_LABELS_V1 data=voc "
                           "data.root=<folder>")
-    output_dir = start_run(cfg)
+    run = start_run(cfg)
+    output_dir = run.folder
 
     datamodule = build_datamodule(cfg)
     class_names = datamodule.class_names
     if datamodule.reads_files:  # the same samples as training saw, bad ones skipped alike
         stop_on_data_problems(datamodule, class_names)
     module = build_module(cfg, class_names, datamodule)
-    trainer = build_trainer(cfg, callbacks=[], loggers=build_loggers(cfg))
-    if ckpt_path is not None:  # a one-line error now, rather than Lightning's strict load
-        check_fits(module.net, read_weights_file(ckpt_path, trusted(cfg), key="ckpt_path"),
-                   f"ckpt_path: {ckpt_path} does not fit {describe_network(cfg)}")
+    already_read = {} if checkpoint is None else {checkpoint.path: checkpoint.contents}
+    trainer = build_trainer(cfg, callbacks=[], loggers=build_loggers(cfg),
+                            already_read=already_read)
+    if checkpoint is not None:  # a one-line error now, rather than Lightning's strict load
+        check_fits(module.net, network_weights(checkpoint.contents, checkpoint.path, "ckpt_path"),
+                   f"ckpt_path: {checkpoint.path} does not fit {describe_network(cfg)}")
     with distributed_job():
-        trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path and str(ckpt_path),
+        trainer.test(module, datamodule=datamodule,
+                     ckpt_path=checkpoint and str(checkpoint.path),
                      weights_only=not trusted(cfg), verbose=False)
     if not trainer.is_global_zero:  # under DDP, rank zero alone writes the folder
         return {}, {"datamodule": datamodule, "module": module, "trainer": trainer}

@@ -14,16 +14,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from seglab.core.checkpoints import trusted
 from seglab.core.errors import ConfigError, FolderRefused
 from seglab.inference.card import ModelCard
-from seglab.inference.loading import checkpoint_class_names, load_checkpoint_net, run_card
+from seglab.inference.loading import load_checkpoint_net, run_card
 from seglab.inference.onnx_model import CARD_KEY, import_export_extra, load_onnx_model
 from seglab.models import SegmentationNet
 from seglab.runs.config import check_config
+from seglab.runs.folder import refuse_run_folder, save_run_config
 from seglab.runs.results import versions
 from seglab.runs.run_config import checkpoint_run_config
-from seglab.runs.task import refuse_run_folder, save_run_config
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +192,7 @@ def export(cfg: DictConfig) -> tuple[dict, dict]:
         for name in ("onnx", "onnxscript", "onnxruntime"):
             import_export_extra(name)
     ckpt_path = Path(cfg.ckpt_path).expanduser().resolve()
-    cfg = checkpoint_run_config(ckpt_path, cfg, EXPORT_OWNED)
+    cfg, checkpoint = checkpoint_run_config(ckpt_path, cfg, EXPORT_OWNED)
     size, dynamic, opset = export_options(cfg)
     output_dir = Path(cfg.paths.output_dir)
     path = output_dir / FILES[cfg.format]
@@ -203,8 +202,8 @@ def export(cfg: DictConfig) -> tuple[dict, dict]:
     refuse_run_folder(output_dir, "hydra.run.dir")
     check_config(cfg)
     save_run_config(cfg, output_dir)
-    net = load_checkpoint_net(cfg, ckpt_path)
-    card = run_card(cfg, checkpoint_class_names(ckpt_path, trusted(cfg)), str(ckpt_path))
+    net = load_checkpoint_net(cfg, checkpoint)
+    card = run_card(cfg, checkpoint.class_names, str(ckpt_path))
     # the file's own size; a fixed preprocessing size follows it
     card = replace(card, input_size=size,
                    resize=size if isinstance(card.resize, list) else card.resize)

@@ -3,20 +3,17 @@ published torchvision weights without any training run."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from seglab.core.checkpoints import read_checkpoint, trusted
 from seglab.core.errors import ConfigError
 from seglab.data.kitti_road import COLOURS as KITTI_ROAD_COLOURS
 from seglab.data.palette import class_palette
 from seglab.inference.card import ModelCard
 from seglab.models import SegmentationNet
 from seglab.models.torchvision_models import VARIANTS
-from seglab.models.weights import check_fits, read_weights_file
-from seglab.runs.run_config import recorded_class_names
+from seglab.models.weights import check_fits, network_weights
+from seglab.runs.run_config import TrainedCheckpoint
 
 # datasets whose colours are fixed in code rather than given as data.colours
 DATASET_PALETTES = {"kitti_road": KITTI_ROAD_COLOURS}
@@ -44,13 +41,13 @@ def run_card(cfg: DictConfig, class_names: list[str], source: str) -> ModelCard:
         model=cfg.model.name, encoder=cfg.encoder.name, source=source)
 
 
-def load_checkpoint_net(cfg: DictConfig, ckpt_path: Path) -> SegmentationNet:
+def load_checkpoint_net(cfg: DictConfig, checkpoint: TrainedCheckpoint) -> SegmentationNet:
     """The run's network (built from its config, no download) with the checkpoint's weights,
     in eval mode; a ConfigError naming the file when they do not fit it. Never compiled, even
     when the run trained with model.compile: tracing and export refuse compiled code."""
     net = instantiate(cfg.model, weights=None, encoder_weights=None, compile=False)
-    state = read_weights_file(ckpt_path, trusted(cfg), key="ckpt_path")
-    check_fits(net, state, f"ckpt_path: {ckpt_path} does not fit {describe_network(cfg)}")
+    state = network_weights(checkpoint.contents, checkpoint.path, "ckpt_path")
+    check_fits(net, state, f"ckpt_path: {checkpoint.path} does not fit {describe_network(cfg)}")
     net.load_state_dict(state)
     return net.eval()
 
@@ -59,11 +56,6 @@ def describe_network(cfg: DictConfig) -> str:
     """The network a run config builds, in words, for messages."""
     return (f"the network of its run config (model={cfg.model.name} "
             f"encoder={cfg.encoder.name} data.num_classes={cfg.data.num_classes})")
-
-
-def checkpoint_class_names(ckpt_path: Path, trust: bool = False) -> list[str]:
-    """The class names a seglab checkpoint was trained with."""
-    return recorded_class_names(read_checkpoint(ckpt_path, trust), ckpt_path)
 
 
 def published_weights(cfg: DictConfig):

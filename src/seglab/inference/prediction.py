@@ -13,7 +13,6 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from seglab.core.checkpoints import trusted
 from seglab.core.errors import ConfigError, FolderRefused
 from seglab.data.files import DataError
 from seglab.inference.card import ModelCard
@@ -28,7 +27,6 @@ from seglab.inference.inputs import (
     to_network_input,
 )
 from seglab.inference.loading import (
-    checkpoint_class_names,
     load_checkpoint_net,
     load_published_net,
     published_card,
@@ -38,9 +36,9 @@ from seglab.inference.outputs import PictureWriter, unique_names
 from seglab.inference.progress import Throughput
 from seglab.inference.video import predict_video
 from seglab.runs.config import check_config
+from seglab.runs.folder import refuse_run_folder, save_run_config
 from seglab.runs.results import read_status, versions, write_metrics_json
 from seglab.runs.run_config import checkpoint_run_config
-from seglab.runs.task import refuse_run_folder, save_run_config
 
 RECORD = "predictions.json"
 PREDICT_OWNED = ("paths", "logger", "task_name", "ckpt_path", "onnx_path", "input", "output",
@@ -60,10 +58,9 @@ def load_model(cfg: DictConfig) -> tuple[object, ModelCard, DictConfig]:
         return net, card, cfg
     if cfg.get("ckpt_path"):
         ckpt_path = Path(cfg.ckpt_path).expanduser().resolve()
-        merged = checkpoint_run_config(ckpt_path, cfg, PREDICT_OWNED)
-        card = run_card(merged, checkpoint_class_names(ckpt_path, trusted(merged)),
-                        str(ckpt_path))
-        return load_checkpoint_net(merged, ckpt_path), card, merged
+        merged, checkpoint = checkpoint_run_config(ckpt_path, cfg, PREDICT_OWNED)
+        card = run_card(merged, checkpoint.class_names, str(ckpt_path))
+        return load_checkpoint_net(merged, checkpoint), card, merged
     if OmegaConf.select(cfg, "model.weights"):
         return load_published_net(cfg), published_card(cfg), cfg
     raise ConfigError("seglab-predict needs a model: ckpt_path=<run>/checkpoints/best.ckpt, "

@@ -34,7 +34,13 @@ def read_weights_file(path: Path, trust: bool = False,
                       key: str = "model.weights") -> dict[str, torch.Tensor]:
     """A plain state dict, or the network weights of a seglab checkpoint; a ConfigError naming
     `key` and the file when it is missing, unreadable or holds no weights."""
-    state = read_checkpoint(path, trust, key)
+    return network_weights(read_checkpoint(path, trust, key), path, key)
+
+
+def network_weights(contents: object, path: Path, key: str) -> dict[str, torch.Tensor]:
+    """The network weights in what `path` held (read already): a plain state dict, or a seglab
+    checkpoint's `net.` tensors; a ConfigError naming `key` and the file when there are none."""
+    state = contents
     if isinstance(state, dict) and "state_dict" in state:
         state = {name.removeprefix("net."): value for name, value in state["state_dict"].items()
                  if name.startswith("net.")}

@@ -58,6 +58,9 @@ def unknown_choice(arguments: list[str]) -> str | None:
         group = root / key
         if not value or "(" in value or key.startswith(("hydra", "~")) or not group.is_dir():
             continue
+        if key == "recipe" and value == "null":  # Hydra takes null only for a plain default
+            return ("recipe=null: the recipe follows from model, encoder and data "
+                    "(conf/recipe/<model>_<encoder>_<data>.yaml); drop it with '~recipe'")
         valid = sorted(path.stem for path in group.glob("*.yaml"))
         for choice in value.strip("[]").split(","):  # a choice, a sweep list or a [list]
             if choice not in valid and choice != "null":

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from seglab import __version__
 from seglab.core.atomic import write_atomically
+from seglab.runs.header import model_changes, recipe_name
 
 PACKAGES = {"torch": "torch", "torchvision": "torchvision", "lightning": "lightning",
             "smp": "segmentation-models-pytorch"}
@@ -84,8 +85,10 @@ def write_metrics_json(path: Path, summary: dict) -> None:
 
 
 def run_header(cfg, class_names: list[str]) -> dict:
-    """The keys every completed run's metrics.json starts with."""
+    """The keys every completed run's metrics.json starts with: what ran, with the recipe it
+    included and the model settings that differ from the model's own config."""
     return {"status": "completed", "model": cfg.model.name, "encoder": cfg.encoder.name,
             "data": cfg.data.name, "seed": cfg.seed, "num_classes": len(class_names),
-            "class_names": list(class_names)}
+            "class_names": list(class_names), "recipe": recipe_name(cfg),
+            "model_changes": model_changes(cfg)}
 

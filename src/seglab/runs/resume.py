@@ -22,10 +22,11 @@ def resume_folder(cfg: DictConfig) -> Path | None:
     return None if folder is None else Path(str(folder)).resolve()
 
 
-def resumed_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
+def resumed_config(cfg: DictConfig, run_dir: Path) -> tuple[DictConfig, dict]:
     """The config the run in `run_dir` was started with, after checking it can continue:
     a seglab run folder, not completed, with a last.ckpt, resumed where it was written and
-    without other overrides (the run's config is what it trains with)."""
+    without other overrides (the run's config is what it trains with); and its last.ckpt,
+    read once here."""
     from seglab.core.checkpoints import read_checkpoint, trusted
 
     config_file = run_dir / ".hydra" / "config.yaml"
@@ -46,7 +47,7 @@ def resumed_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
     if not (run_dir / LAST_CHECKPOINT).is_file():
         raise FolderRefused(f"resume: {run_dir / LAST_CHECKPOINT} is missing: the run stopped "
                           "before its first checkpoint; start it again instead")
-    read_checkpoint(run_dir / LAST_CHECKPOINT, trusted(cfg), key="resume")  # whole and safe
+    last = read_checkpoint(run_dir / LAST_CHECKPOINT, trusted(cfg), key="resume")
     others = [item for item in job_overrides() if item.split("=", 1)[0] != "resume"]
     if others:
         raise FolderRefused(f"resume: continues the run with its own config; remove the other "
@@ -63,7 +64,7 @@ def resumed_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
         if OmegaConf.select(run_cfg, "logger.wandb") is not None and wandb_run is not None:
             run_cfg.logger.wandb.id = wandb_run  # the same wandb run goes on
             run_cfg.logger.wandb.resume = "allow"
-    return run_cfg
+    return run_cfg, last
 
 
 def _wandb_run_id(run_dir: Path) -> str | None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -19,6 +20,23 @@ NETWORK_KEYS = ("model", "encoder.name", "data.num_classes")
 STARTING_WEIGHTS = ("weights", "encoder_weights", "freeze_encoder", "channels_last", "compile")
 
 
+@dataclass(frozen=True)
+class TrainedCheckpoint:
+    """A seglab-train checkpoint as the command read it, once: its path, its contents and the
+    class names it records (its config is its run's saved config)."""
+
+    path: Path
+    contents: dict
+    class_names: list[str]
+
+    @classmethod
+    def read(cls, ckpt_path: Path, trust: bool = False) -> TrainedCheckpoint:
+        """Read `ckpt_path` (tensors only unless `trust`); a ConfigError for a file that was
+        not written by seglab-train."""
+        contents = read_checkpoint(ckpt_path, trust)
+        return cls(ckpt_path, contents, recorded_class_names(contents, ckpt_path))
+
+
 def recorded_class_names(checkpoint: object, ckpt_path: Path) -> list[str]:
     """The class names a seglab-train checkpoint records; a ConfigError for any other file."""
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint \
@@ -29,10 +47,10 @@ def recorded_class_names(checkpoint: object, ckpt_path: Path) -> list[str]:
     return list(checkpoint["seglab"]["class_names"])
 
 
-def load_run_config(ckpt_path: Path, trust: bool = False) -> DictConfig:
-    """The saved config of the run that wrote `ckpt_path`, after checking the checkpoint
-    (read as tensors only unless `trust`) and that its classes are the config's."""
-    class_names = recorded_class_names(read_checkpoint(ckpt_path, trust), ckpt_path)
+def load_run_config(checkpoint: TrainedCheckpoint) -> DictConfig:
+    """The saved config of the run that wrote `checkpoint`, after checking that its classes
+    are the config's."""
+    ckpt_path, class_names = checkpoint.path, checkpoint.class_names
     config_file = ckpt_path.parent.parent / ".hydra" / "config.yaml"
     if not config_file.is_file():
         raise ConfigError(f"ckpt_path: {ckpt_path} is not in a seglab run folder: "
@@ -97,12 +115,13 @@ def refuse_network_changes(run_cfg: DictConfig, merged: DictConfig, overrides: S
 
 
 def checkpoint_run_config(ckpt_path: Path, entry_cfg: DictConfig,
-                          owned: Sequence[str]) -> DictConfig:
+                          owned: Sequence[str]) -> tuple[DictConfig, TrainedCheckpoint]:
     """The config an entry point (eval, predict, export) runs `ckpt_path` with: its run's
     saved config, the entry's `owned` sections and command-line overrides, after checking that
-    they keep the checkpoint's network and classes."""
-    run_cfg = load_run_config(ckpt_path, trusted(entry_cfg))
+    they keep the checkpoint's network and classes; and the checkpoint, read once."""
+    checkpoint = TrainedCheckpoint.read(ckpt_path, trusted(entry_cfg))
+    run_cfg = load_run_config(checkpoint)
     overrides = job_overrides()
     merged = merge_run_config(run_cfg, entry_cfg, overrides, owned)
     refuse_network_changes(run_cfg, merged, overrides, ckpt_path)
-    return merged
+    return merged, checkpoint

@@ -1,0 +1,32 @@
+"""Lightning's notices that a seglab user cannot act on, each named and dropped here, where
+seglab's trainer is built; everything else Lightning says reaches the console once."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+# (message pattern, module that warns, why it is not the user's to act on)
+UNACTIONABLE = (
+    (r"`isinstance\(treespec, LeafSpec\)` is deprecated", r"lightning\.pytorch\.utilities\._pytree",
+     "inside Lightning's own loops, with torch >= 2.10"),
+    (r"Precision bf16-mixed is not supported by the model summary",
+     r"lightning\.pytorch\.utilities\.model_summary",
+     "only the summary's size estimate; training runs in bf16-mixed as asked"),
+    (r"Be aware that when using `ckpt_path`, callbacks used to create the checkpoint",
+     r"lightning\.pytorch\.trainer\.call",
+     "seglab-eval tests a checkpoint without the training callbacks, on purpose"),
+)
+for _message, _module, _why in UNACTIONABLE:
+    warnings.filterwarnings("ignore", message=_message, module=_module)
+
+
+class _NoTips(logging.Filter):
+    """Drops Lightning's promotional "Tip" lines from the run's output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in str(record.msg)
+
+
+for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    logging.getLogger(_name).addFilter(_NoTips())

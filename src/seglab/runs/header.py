@@ -1,0 +1,74 @@
+"""A run's first lines: what it trains (model, encoder, data, input size, precision), where it
+writes, and every model setting that differs from the chosen model's own config file, with
+the recipe that set them (see conf/recipe/)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from seglab.runs.config import config_dir
+
+# model keys that are not architecture: where weights come from, follow the other choices
+NOT_SETTINGS = ("_target_", "name", "encoder", "encoder_weights", "num_classes")
+
+
+def model_changes(cfg: DictConfig) -> dict:
+    """The model settings of `cfg` whose values differ from conf/model/<model>.yaml's (set by a
+    recipe, an experiment or the command line), resolved; {} for a model without a file."""
+    own_file = Path(config_dir()) / "model" / f"{cfg.model.name}.yaml"
+    if not own_file.is_file():
+        return {}
+    own = OmegaConf.to_container(OmegaConf.load(own_file), resolve=False)
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    return {key: value for key, value in model.items()
+            if key in own and key not in NOT_SETTINGS
+            and not (isinstance(own[key], str) and "${" in own[key]) and own[key] != value}
+
+
+def recipe_name(cfg: DictConfig) -> str | None:
+    """The recipe (conf/recipe/<name>.yaml) this run's config includes, if any."""
+    return OmegaConf.select(cfg, "recipe.name", default=None)
+
+
+def header_lines(cfg: DictConfig, output_dir: Path, task: str) -> list[str]:
+    """The run header: what runs, where it writes, the recipe it includes and every other
+    model setting that differs from the model's own config."""
+    size = OmegaConf.select(cfg, "data.input_size")
+    lines = [f"{task}: model={cfg.model.name} encoder={cfg.encoder.name} data={cfg.data.name}"
+             + (f" input={size[0]}×{size[1]}" if size else "")
+             + f" precision={OmegaConf.select(cfg, 'trainer.precision')}",
+             f"writing to {output_dir}"]
+    recipe = recipe_name(cfg)
+    sets = list(OmegaConf.select(cfg, "recipe.sets", default=None) or [])
+    if recipe is not None:
+        lines.append(f"recipe={recipe} sets {' '.join(sets)} (conf/recipe/{recipe}.yaml; "
+                     "'~recipe' drops it)")
+    others = {key: value for key, value in model_changes(cfg).items()
+              if not any(item.startswith(f"model.{key}=") for item in sets)}
+    if others:
+        lines.append(f"model settings other than conf/model/{cfg.model.name}.yaml's: "
+                     + " ".join(f"model.{key}={_plain(value)}" for key, value in others.items()))
+    return lines
+
+
+def _plain(value) -> str:
+    """A value as it is written on the command line: true, [64,32,16], 3."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value).replace(" ", "") if isinstance(value, list) else str(value)
+
+
+def print_header(lines: list[str]) -> None:
+    """On a terminal, the header under a rich rule; elsewhere plain lines to grep."""
+    if not sys.stdout.isatty():
+        for line in lines:
+            print(line, flush=True)
+        return
+    from rich.console import Console
+    console = Console()
+    console.rule(f"[bold]{lines[0]}")
+    for line in lines[1:]:
+        console.print(line, highlight=False, soft_wrap=False)
