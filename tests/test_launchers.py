@@ -10,9 +10,9 @@ from hydra.core.plugins import Plugins
 from hydra.errors import CompactHydraException
 
 from conftest import TINY, run_cli
-from hydra_plugins.seglab_ray_launcher import _check_resources
 from seglab.runs.config import config_dir, unknown_choice
 from seglab.runs.results import read_metrics
+from seglab.sweeps.ray_launcher import _check_resources
 
 FAST = [*TINY, "encoder=mobilenet_v2", "trainer=debug"]  # one batch of each split
 
@@ -93,4 +93,5 @@ def test_ray_runs_a_two_job_sweep_on_a_local_ray(tmp_path):
                      cwd=tmp_path, RAY_USAGE_STATS_ENABLED="0")
     assert result.returncode == 0, result.stderr[-2000:]
     _assert_two_completed(tmp_path / "sweep", result.stdout)
-    assert "(job 0 pid=" in result.stderr and "(job 1 pid=" in result.stderr  # Ray tasks
+    output = result.stdout + result.stderr  # the workers' lines, prefixed by Ray
+    assert "(job 0 pid=" in output and "(job 1 pid=" in output  # Ray tasks

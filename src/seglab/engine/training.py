@@ -23,7 +23,7 @@ from seglab.models import count_gflops, count_parameters
 from seglab.runs.folder import Run, check_free_space, finish_run, start_run
 from seglab.runs.hparams import log_final_results
 from seglab.runs.reproduction import reproduction_record
-from seglab.runs.results import run_header, stage_metrics, versions
+from seglab.runs.results import completed_record
 
 
 def train(cfg: DictConfig) -> tuple[dict, dict]:
@@ -60,25 +60,21 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     if not trainer.is_global_zero:  # under DDP, rank zero alone writes the folder
         return {}, objects
 
-    metrics = {
-        **run_header(cfg, class_names),
+    metrics = completed_record(cfg, run.folder, class_names,
+                               {"val": val_logged, "test": test_logged}, {
         "params": count_parameters(module.net),
         "gflops": count_gflops(module.net, *datamodule.input_size),
         "input_size": list(datamodule.input_size),
         "train_seconds": round(train_seconds, 2),
         "epochs": trainer.fit_loop.epoch_progress.current.completed,
         "best_epoch": module.best_val_epoch,
-        **stage_metrics(val_logged, "val", class_names),
-        **stage_metrics(test_logged, "test", class_names),
         "skipped_samples": len(datamodule.skipped),
         "checkpoint": best or None,
-        "run_dir": str(run.folder),
-        "versions": versions(),
         **reproduction_record(cfg),
-    }
+    })
     log_final_results(trainer.loggers, cfg, metrics)
     write_pictures(run, module, datamodule)
-    finish_run(metrics, run.folder)
+    finish_run(run, metrics)
     return metrics, objects
 
 

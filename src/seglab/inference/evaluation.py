@@ -16,7 +16,7 @@ from seglab.engine.confusion_plots import write_confusion_outputs
 from seglab.inference.loading import describe_network, published_card
 from seglab.models.weights import check_fits, network_weights
 from seglab.runs.folder import finish_run, start_run
-from seglab.runs.results import run_header, stage_metrics, versions
+from seglab.runs.results import completed_record
 from seglab.runs.run_config import checkpoint_run_config
 
 # Sections that say where this evaluation writes: taken from the eval config, not the run's.
@@ -62,7 +62,6 @@ def evaluate(cfg: DictConfig) -> tuple[dict, dict]:
                           "encoder=resnet50 model.weights=COCO_WITH_VOC_LABELS_V1 data=voc "
                           "data.root=<folder>")
     run = start_run(cfg)
-    output_dir = run.folder
 
     datamodule = build_datamodule(cfg)
     class_names = datamodule.class_names
@@ -79,17 +78,13 @@ def evaluate(cfg: DictConfig) -> tuple[dict, dict]:
         trainer.test(module, datamodule=datamodule,
                      ckpt_path=checkpoint and str(checkpoint.path),
                      weights_only=not trusted(cfg), verbose=False)
+    objects = {"datamodule": datamodule, "module": module, "trainer": trainer}
     if not trainer.is_global_zero:  # under DDP, rank zero alone writes the folder
-        return {}, {"datamodule": datamodule, "module": module, "trainer": trainer}
+        return {}, objects
     if module.test_confusion is not None:
-        write_confusion_outputs(module.test_confusion, class_names, output_dir)
+        write_confusion_outputs(module.test_confusion, class_names, run.folder)
 
-    metrics = {
-        **run_header(cfg, class_names),
-        **stage_metrics(dict(trainer.callback_metrics), "test", class_names),
-        **source,
-        "run_dir": str(output_dir),
-        "versions": versions(),
-    }
-    finish_run(metrics, output_dir)
-    return metrics, {"datamodule": datamodule, "module": module, "trainer": trainer}
+    metrics = completed_record(cfg, run.folder, class_names,
+                               {"test": dict(trainer.callback_metrics)}, source)
+    finish_run(run, metrics)
+    return metrics, objects

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from seglab.core.distributed import is_rank_zero, log_suffix
 from seglab.core.errors import ConfigError, FolderRefused
 from seglab.runs.config import check_config, job_overrides, select_sole_encoder
 from seglab.runs.crashes import close_crash_log, open_crash_log, process_identity
-from seglab.runs.header import header_lines, model_changes, print_header, recipe_name
+from seglab.runs.header import header_lines, print_header, run_overrides, running_header
 from seglab.runs.results import read_metrics, read_status, write_metrics_json
 from seglab.runs.resume import LAST_CHECKPOINT, resume_folder, resumed_config
 from seglab.runs.summary import print_run_summary
@@ -56,13 +55,6 @@ def refuse_run_folder(output_dir: Path, key: str) -> None:
                           "a new folder (nothing was changed)")
 
 
-def run_overrides(cfg: DictConfig) -> list[str]:
-    """This run's overrides: the command line's, or for a reproduction the source run's
-    followed by its own."""
-    reproduced = OmegaConf.select(cfg, "reproduces.overrides", default=None)
-    return job_overrides() if reproduced is None else list(reproduced)
-
-
 def save_run_config(cfg: DictConfig, output_dir: Path) -> None:
     """`.hydra/config.yaml` (resolved) and `.hydra/overrides.yaml` of this run."""
     folder = output_dir / ".hydra"
@@ -70,17 +62,6 @@ def save_run_config(cfg: DictConfig, output_dir: Path) -> None:
     (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     (folder / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(
         run_overrides(cfg))))
-
-
-def running_header(cfg: DictConfig, output_dir: Path) -> dict:
-    """What metrics.json says while the run is under way, so a killed sweep shows the jobs
-    that never finished."""
-    return {"status": "running", "model": OmegaConf.select(cfg, "model.name"),
-            "encoder": OmegaConf.select(cfg, "encoder.name"),
-            "data": OmegaConf.select(cfg, "data.name"), "seed": OmegaConf.select(cfg, "seed"),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "overrides": run_overrides(cfg),
-            "run_dir": str(output_dir), "recipe": recipe_name(cfg),
-            "model_changes": model_changes(cfg), **process_identity()}
 
 
 def lightning_logs_to_the_run_log() -> None:
@@ -162,8 +143,8 @@ def check_free_space(output_dir: Path, checkpoint_bytes: int) -> None:
                           "space or choose another folder with hydra.run.dir=<folder>")
 
 
-def finish_run(metrics: dict, output_dir: Path) -> None:
-    """Write metrics.json and print the per-class table with the run folder."""
-    write_metrics_json(output_dir / "metrics.json", metrics)
+def finish_run(run: Run, metrics: dict) -> None:
+    """Write the completed metrics.json and print the per-class table with the run folder."""
+    write_metrics_json(run.folder / "metrics.json", metrics)
     close_crash_log()
-    print_run_summary(metrics, metrics["class_names"], str(output_dir))
+    print_run_summary(metrics, metrics["class_names"], str(run.folder))

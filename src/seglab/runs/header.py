@@ -1,15 +1,17 @@
-"""A run's first lines: what it trains (model, encoder, data, input size, precision), where it
-writes, and every model setting that differs from the chosen model's own config file, with
-the recipe that set them (see conf/recipe/)."""
+"""What a run is, said once for the console and for metrics.json: model, encoder, data, input
+size, precision, the recipe it includes (see conf/recipe/) and every model setting that
+differs from the chosen model's own config file; its overrides and its process."""
 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from seglab.runs.config import config_dir
+from seglab.runs.config import config_dir, job_overrides
+from seglab.runs.crashes import process_identity
 
 # model keys that are not architecture: where weights come from, follow the other choices
 NOT_SETTINGS = ("_target_", "name", "encoder", "encoder_weights", "num_classes")
@@ -31,6 +33,33 @@ def model_changes(cfg: DictConfig) -> dict:
 def recipe_name(cfg: DictConfig) -> str | None:
     """The recipe (conf/recipe/<name>.yaml) this run's config includes, if any."""
     return OmegaConf.select(cfg, "recipe.name", default=None)
+
+
+def run_overrides(cfg: DictConfig) -> list[str]:
+    """This run's overrides: the command line's, or for a reproduction the source run's
+    followed by its own."""
+    reproduced = OmegaConf.select(cfg, "reproduces.overrides", default=None)
+    return job_overrides() if reproduced is None else list(reproduced)
+
+
+def running_header(cfg: DictConfig, output_dir: Path) -> dict:
+    """What metrics.json says while the run is under way, so a killed sweep shows the jobs
+    that never finished."""
+    return {"status": "running", "model": OmegaConf.select(cfg, "model.name"),
+            "encoder": OmegaConf.select(cfg, "encoder.name"),
+            "data": OmegaConf.select(cfg, "data.name"), "seed": OmegaConf.select(cfg, "seed"),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "overrides": run_overrides(cfg),
+            "run_dir": str(output_dir), "recipe": recipe_name(cfg),
+            "model_changes": model_changes(cfg), **process_identity()}
+
+
+def run_header(cfg, class_names: list[str]) -> dict:
+    """The keys every completed run's metrics.json starts with: what ran, with the recipe it
+    included and the model settings that differ from the model's own config."""
+    return {"status": "completed", "model": cfg.model.name, "encoder": cfg.encoder.name,
+            "data": cfg.data.name, "seed": cfg.seed, "num_classes": len(class_names),
+            "class_names": list(class_names), "recipe": recipe_name(cfg),
+            "model_changes": model_changes(cfg)}
 
 
 def header_lines(cfg: DictConfig, output_dir: Path, task: str) -> list[str]:
