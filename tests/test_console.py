@@ -62,6 +62,16 @@ def test_without_the_recipe_the_model_is_as_its_config_file_says(tmp_path):
     assert len(header_lines(cfg, tmp_path, "train")) == 2
 
 
+def test_a_recipe_setting_overridden_on_the_command_line_says_so(tmp_path):
+    cfg = compose_config("train", tmp_path / "run", ["trainer.max_epochs=2",
+                                                     "model.channels_last=false"])
+    assert header_lines(cfg, tmp_path, "train")[2] == (
+        "recipe=unet_resnet18_synthetic sets model.encoder_depth=3 "
+        "model.decoder_channels=[64,32,16] model.channels_last=true (overridden: false) "
+        "trainer.max_epochs=4 (overridden: 2) (conf/recipe/unet_resnet18_synthetic.yaml; "
+        "'~recipe' drops it)")
+
+
 def test_other_choices_get_no_recipe_and_command_line_changes_are_named(tmp_path):
     cfg = compose_config("train", tmp_path / "run", ["data=pets", "model.encoder_depth=4",
                                                      "model.decoder_channels=[64,32,16,8]"])

@@ -73,14 +73,25 @@ def header_lines(cfg: DictConfig, output_dir: Path, task: str) -> list[str]:
     recipe = recipe_name(cfg)
     sets = list(OmegaConf.select(cfg, "recipe.sets", default=None) or [])
     if recipe is not None:
-        lines.append(f"recipe={recipe} sets {' '.join(sets)} (conf/recipe/{recipe}.yaml; "
-                     "'~recipe' drops it)")
+        lines.append(f"recipe={recipe} sets {' '.join(_in_force(cfg, sets))} "
+                     f"(conf/recipe/{recipe}.yaml; '~recipe' drops it)")
     others = {key: value for key, value in model_changes(cfg).items()
               if not any(item.startswith(f"model.{key}=") for item in sets)}
     if others:
         lines.append(f"model settings other than conf/model/{cfg.model.name}.yaml's: "
                      + " ".join(f"model.{key}={_plain(value)}" for key, value in others.items()))
     return lines
+
+
+def _in_force(cfg: DictConfig, sets: list[str]) -> list[str]:
+    """The recipe's `key=value` settings, each marked where the command line changed it."""
+    marked = []
+    for item in sets:
+        key, _, value = item.partition("=")
+        now = _plain(OmegaConf.to_container(OmegaConf.create({"v": OmegaConf.select(cfg, key)}),
+                                            resolve=True)["v"])
+        marked.append(item if now == value else f"{item} (overridden: {now})")
+    return marked
 
 
 def _plain(value) -> str:
