@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -43,10 +44,14 @@ def reads(monkeypatch) -> Counter:
 
 def test_eval_reads_its_checkpoint_once(run, tmp_path, reads):
     best = (run / "checkpoints" / "best.ckpt").resolve()
-    metrics, _ = evaluate(compose_config("eval", tmp_path / "eval", [
-        f"ckpt_path={best}", "trainer.enable_progress_bar=false", "logger=none"]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics, _ = evaluate(compose_config("eval", tmp_path / "eval", [
+            f"ckpt_path={best}", "trainer.enable_progress_bar=false", "logger=none"]))
     assert metrics["test/mIoU"] == json.loads((run / "metrics.json").read_text())["test/mIoU"]
     assert reads == {best: 1}
+    # testing without the training callbacks is the point: Lightning's notice is not shown
+    assert not [w for w in caught if "callbacks used to create the checkpoint" in str(w.message)]
 
 
 def test_predict_and_export_read_their_checkpoint_once(run, tmp_path, reads):

@@ -10,7 +10,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from conftest import TINY, compose_config, config_dir, run_cli
-from seglab.runs.header import header_lines, model_changes
+from seglab.runs.header import _plain, header_lines, model_changes
 
 
 def test_a_run_off_a_terminal_prints_its_header_first_and_each_line_once(tmp_path):
@@ -88,7 +88,7 @@ def test_every_recipe_lists_exactly_what_it_sets():
         listed = list(recipe.recipe.sets)
         settings = OmegaConf.to_container(recipe, resolve=False)
         settings.pop("recipe")
-        written = [f"{key}={_cli(value)}" for key, value in _flat(settings).items()]
+        written = [f"{key}={_plain(value)}" for key, value in _flat(settings).items()]
         assert listed == written, path.name
         assert recipe.recipe.name == path.stem
 
@@ -107,8 +107,3 @@ def _flat(node: dict, prefix: str = "") -> dict:
             flat[f"{prefix}{key}"] = value
     return flat
 
-
-def _cli(value) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value).replace(" ", "")

@@ -138,3 +138,24 @@ def test_a_resumed_run_continues_its_wandb_run(tmp_path, finished_run):
     resumed, _ = resumed_config(cfg, run)
     assert (resumed.logger.wandb.id, resumed.logger.wandb.resume) == ("k3x9q2ab", "allow")
     assert resumed.paths.output_dir == str(run)
+
+
+def test_a_killed_ddp_run_resumes_to_the_uninterrupted_result(tmp_path, one_thread):
+    # both processes of a 2-process CPU DDP run die as epoch 1 starts; the resumed run's
+    # second process starts while rank zero already runs it (and is not refused for that)
+    ddp = [*TINY, "trainer=ddp_cpu", "trainer.max_epochs=2", "data.lengths={train:32,val:16,"
+           "test:16}"]
+    runs = {name: tmp_path / name for name in ("uninterrupted", "killed")}
+    done = run_cli(["seglab-train", *ddp, f"hydra.run.dir={runs['uninterrupted']}"],
+                   cwd=tmp_path, **one_thread)
+    assert done.returncode == 0, done.stderr[-3000:]
+    killed = run_cli(["seglab-train", *ddp, "+callbacks.kill._target_=faults.KillAt",
+                      "+callbacks.kill.where=train_epoch_start", "+callbacks.kill.epoch=1",
+                      f"hydra.run.dir={runs['killed']}"], cwd=tmp_path, **one_thread)
+    assert killed.returncode == -signal.SIGKILL
+    resumed = run_cli(["seglab-train", f"resume={runs['killed']}"], cwd=tmp_path, **one_thread)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (metrics, history), (expected, expected_history) = (_results(runs["killed"]),
+                                                        _results(runs["uninterrupted"]))
+    assert metrics["status"] == "completed" and metrics["epochs"] == 2
+    assert metrics == expected and history == expected_history

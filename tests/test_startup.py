@@ -97,6 +97,7 @@ def test_cfg_job_resolve_uses_seglab_resolvers(tmp_path):
 
 def test_import_seglab_is_cheap():
     done = subprocess.run([sys.executable, "-c", "import seglab, seglab.runs.config, "
+                           "seglab.runs.resume, seglab.runs.header, seglab.runs.results, "
                            "seglab.cli.arguments, sys; print(sorted({'torch', 'lightning', "
                            "'numpy'} & set(sys.modules)))"],
                           capture_output=True, text=True, timeout=300, check=True)

@@ -41,11 +41,14 @@ def _start_of(path: Path, key: str) -> bytes:
     return start
 
 
-def read_checkpoint(path: Path, trust: bool = False, key: str = "ckpt_path") -> object:
+def read_checkpoint(path: Path, trust: bool = False, key: str = "ckpt_path",
+                    mmap: bool = True) -> object:
     """What `torch.load` finds in `path`, on the CPU: tensors, numbers, strings and containers
     only, unless `trust` (trust_checkpoint=true) also unpickles arbitrary objects, which can
-    run code. A missing, empty, truncated or foreign file, or one that needs unpickling without
-    `trust`, is a ConfigError naming `key` and the file."""
+    run code. `mmap=False` reads the tensors into memory, for contents that training goes on
+    with (an optimizer's state must not stay backed by a file that is replaced later). A
+    missing, empty, truncated or foreign file, or one that needs unpickling without `trust`,
+    is a ConfigError naming `key` and the file."""
     path = Path(path)
     start = _start_of(path, key)
     if not start.startswith((ZIP_START, PICKLE_START)):
@@ -53,7 +56,7 @@ def read_checkpoint(path: Path, trust: bool = False, key: str = "ckpt_path") -> 
                           "torch.save); pass a .ckpt file such as <run>/checkpoints/best.ckpt")
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust,
-                          mmap=start == ZIP_START)
+                          mmap=mmap and start == ZIP_START)
     except pickle.UnpicklingError as error:
         if not trust and any(sign in str(error) for sign in REFUSED_BY_WEIGHTS_ONLY):
             raise ConfigError(f"{key}: {path} {NEEDS_TRUST}") from None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import MutableMapping
 from pathlib import Path
 
 import torch
@@ -77,8 +77,9 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
 
 
 def build_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list[Logger],
-                  already_read: Mapping[Path, dict] | None = None) -> Trainer:
+                  already_read: MutableMapping[Path, dict] | None = None) -> Trainer:
     """The Lightning Trainer, saving checkpoints atomically (a kill mid-save keeps the old)
-    and given the checkpoints the command has read already instead of reading them again."""
+    and handed the checkpoints the command has read already ({resolved path: contents},
+    emptied as Lightning takes them) instead of reading them again."""
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                        plugins=[AtomicCheckpointIO(already_read)])

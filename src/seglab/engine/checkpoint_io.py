@@ -4,7 +4,7 @@ through seglab's one gate (`seglab.core.checkpoints.read_checkpoint`)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +23,15 @@ def _is_local(path: _PATH) -> bool:
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's torch.save checkpoints, written through `atomic_writer`: a run killed while
     saving best.ckpt or last.ckpt leaves the previous file whole. Read through
-    `read_checkpoint` (one line naming the file when it is damaged); a checkpoint the command
-    has read already (`already_read`, by path: resume's checks, eval's) is handed over once
-    instead of read again. URLs (s3://, file://, ...) keep Lightning's own fsspec save and
-    load."""
+    `read_checkpoint`, into memory (one line naming the file when it is damaged); a checkpoint
+    the command has read already, with the same trust (`already_read`, by resolved path:
+    resume's checks, eval's), is taken out of that mapping and handed over instead of read
+    again, so nothing else keeps it. URLs (s3://, file://, ...) keep Lightning's own fsspec
+    save and load."""
 
-    def __init__(self, already_read: Mapping[Path, dict] | None = None) -> None:
+    def __init__(self, already_read: MutableMapping[Path, dict] | None = None) -> None:
         super().__init__()
-        self._already_read = {Path(path).resolve(): contents
-                              for path, contents in (already_read or {}).items()}
+        self._already_read = already_read if already_read is not None else {}
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH,
                         storage_options: Any | None = None) -> None:
@@ -47,4 +47,4 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return super().load_checkpoint(path, map_location, weights_only)
         found = self._already_read.pop(Path(path).resolve(), None)
         return found if found is not None else \
-            read_checkpoint(Path(path), trust=weights_only is False)
+            read_checkpoint(Path(path), trust=weights_only is False, key="checkpoint", mmap=False)

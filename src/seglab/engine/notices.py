@@ -13,9 +13,6 @@ UNACTIONABLE = (
     (r"Precision bf16-mixed is not supported by the model summary",
      r"lightning\.pytorch\.utilities\.model_summary",
      "only the summary's size estimate; training runs in bf16-mixed as asked"),
-    (r"Be aware that when using `ckpt_path`, callbacks used to create the checkpoint",
-     r"lightning\.pytorch\.trainer\.call",
-     "seglab-eval tests a checkpoint without the training callbacks, on purpose"),
 )
 for _message, _module, _why in UNACTIONABLE:
     warnings.filterwarnings("ignore", message=_message, module=_module)

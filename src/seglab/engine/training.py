@@ -20,10 +20,9 @@ from seglab.engine.builders import (
 from seglab.engine.confusion_plots import write_confusion_outputs
 from seglab.engine.plots import plot_predictions
 from seglab.models import count_gflops, count_parameters
-from seglab.runs.folder import Run, check_free_space, finish_run, start_run
+from seglab.runs.folder import Run, check_free_space, completed_record, finish_run, start_run
 from seglab.runs.hparams import log_final_results
 from seglab.runs.reproduction import reproduction_record
-from seglab.runs.results import completed_record
 
 
 def train(cfg: DictConfig) -> tuple[dict, dict]:

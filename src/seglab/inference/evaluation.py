@@ -3,6 +3,7 @@ published weights as they were published (their classes, resize and normalisatio
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -15,8 +16,7 @@ from seglab.engine.builders import build_datamodule, build_loggers, build_module
 from seglab.engine.confusion_plots import write_confusion_outputs
 from seglab.inference.loading import describe_network, published_card
 from seglab.models.weights import check_fits, network_weights
-from seglab.runs.folder import finish_run, start_run
-from seglab.runs.results import completed_record
+from seglab.runs.folder import completed_record, finish_run, start_run
 from seglab.runs.run_config import checkpoint_run_config
 
 # Sections that say where this evaluation writes: taken from the eval config, not the run's.
@@ -68,15 +68,19 @@ def evaluate(cfg: DictConfig) -> tuple[dict, dict]:
     if datamodule.reads_files:  # the same samples as training saw, bad ones skipped alike
         stop_on_data_problems(datamodule, class_names)
     module = build_module(cfg, class_names, datamodule)
-    already_read = {} if checkpoint is None else {checkpoint.path: checkpoint.contents}
-    trainer = build_trainer(cfg, callbacks=[], loggers=build_loggers(cfg),
-                            already_read=already_read)
+    already_read, tested = {}, None
     if checkpoint is not None:  # a one-line error now, rather than Lightning's strict load
         check_fits(module.net, network_weights(checkpoint.contents, checkpoint.path, "ckpt_path"),
                    f"ckpt_path: {checkpoint.path} does not fit {describe_network(cfg)}")
-    with distributed_job():
-        trainer.test(module, datamodule=datamodule,
-                     ckpt_path=checkpoint and str(checkpoint.path),
+        already_read, tested = {checkpoint.path: checkpoint.contents}, str(checkpoint.path)
+        del checkpoint  # Lightning takes the contents; nothing else keeps them
+    trainer = build_trainer(cfg, callbacks=[], loggers=build_loggers(cfg),
+                            already_read=already_read)
+    with distributed_job(), warnings.catch_warnings():
+        # the training callbacks are left out on purpose: nothing for a user to add
+        warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, "
+                                "callbacks used to create the checkpoint")
+        trainer.test(module, datamodule=datamodule, ckpt_path=tested,
                      weights_only=not trusted(cfg), verbose=False)
     objects = {"datamodule": datamodule, "module": module, "trainer": trainer}
     if not trainer.is_global_zero:  # under DDP, rank zero alone writes the folder

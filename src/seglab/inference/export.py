@@ -204,6 +204,7 @@ def export(cfg: DictConfig) -> tuple[dict, dict]:
     save_run_config(cfg, output_dir)
     net = load_checkpoint_net(cfg, checkpoint)
     card = run_card(cfg, checkpoint.class_names, str(ckpt_path))
+    del checkpoint  # its weights are in `net` now
     # the file's own size; a fixed preprocessing size follows it
     card = replace(card, input_size=size,
                    resize=size if isinstance(card.resize, list) else card.resize)

@@ -1,5 +1,7 @@
-"""A run folder's life: the config composed and checked (`config`), the folder started,
-resumed and finished (`task`, `resume`), its `metrics.json` contract (`results`), a trained
-run's saved config reloaded (`run_config`), crash records (`crashes`), reproduction records,
-logger setup and the end-of-run summary. Imports core, models and data; never torch at
-import time (the console scripts check their command line with `config` before torch)."""
+"""A run folder's life: the config composed and checked (`config`), the folder started, taken
+up by a resumed run and finished (`folder`, `resume`), the header that says what ran
+(`header`), its `metrics.json` contract (`results`), a trained run's saved config and
+checkpoint reloaded (`run_config`), crash records (`crashes`), errors made one line (`task`),
+reproduction records, logger setup and the end-of-run summary. Imports core and models.
+`config`, `header`, `results`, `resume`, `crashes` and `wandb_setup` import no torch, so the
+console scripts check their command line with them before torch is imported."""

@@ -296,7 +296,7 @@ def read_saved_config(config_file: Path, key: str) -> DictConfig:
     try:
         text = config_file.read_text()
         cfg = OmegaConf.create(MOVED_TARGET.sub(r"\1seglab.engine.\2.", text))
-    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as error:
+    except (OSError, yaml.YAMLError, UnicodeDecodeError, ValueError) as error:
         raise ConfigError(f"{key}: the run's config {config_file} is not readable YAML "
                           f"({type(error).__name__}); restore it from the run") from None
     if not isinstance(cfg, DictConfig):

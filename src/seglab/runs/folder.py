@@ -16,8 +16,20 @@ from seglab.core.distributed import is_rank_zero, log_suffix
 from seglab.core.errors import ConfigError, FolderRefused
 from seglab.runs.config import check_config, job_overrides, select_sole_encoder
 from seglab.runs.crashes import close_crash_log, open_crash_log, process_identity
-from seglab.runs.header import header_lines, print_header, run_overrides, running_header
-from seglab.runs.results import read_metrics, read_status, write_metrics_json
+from seglab.runs.header import (
+    header_lines,
+    print_header,
+    run_header,
+    run_overrides,
+    running_header,
+)
+from seglab.runs.results import (
+    read_metrics,
+    read_status,
+    stage_metrics,
+    versions,
+    write_metrics_json,
+)
 from seglab.runs.resume import LAST_CHECKPOINT, resume_folder, resumed_config
 from seglab.runs.summary import print_run_summary
 from seglab.runs.wandb_setup import check_wandb_online, refuse_api_key
@@ -90,7 +102,8 @@ def lightning_logs_to_the_run_log() -> None:
 @dataclass
 class Run:
     """A started run: the config it runs with (for a resumed run, its own saved config), its
-    folder, and for a resumed run the checkpoint it continues from, as its checks read it."""
+    folder, and for a resumed run the checkpoint it continues from, as its checks read it
+    (handed to the trainer, which takes it out: nothing keeps it once training restored it)."""
 
     cfg: DictConfig
     folder: Path
@@ -108,7 +121,7 @@ def start_run(cfg: DictConfig) -> Run:
     already_read = {}
     if resumed is not None:
         cfg, last = resumed_config(cfg, resumed)
-        already_read = {resumed / LAST_CHECKPOINT: last}
+        already_read = {(resumed / LAST_CHECKPOINT).resolve(): last}
     output_dir = Path(cfg.paths.output_dir)
     refuse_api_key(cfg)  # before anything is saved: no API key in the run folder
     if resumed is None:  # a resumed run's saved config has its encoder already
@@ -122,14 +135,15 @@ def start_run(cfg: DictConfig) -> Run:
         guard_run_folder(output_dir, rerun_unfinished=skip_completed(cfg))
         save_run_config(cfg, output_dir)  # saved first: a run refused by the checks keeps it
         write_metrics_json(output_dir / "metrics.json", running_header(cfg, output_dir))
-    if is_rank_zero():
-        print_header(header_lines(cfg, output_dir, cfg.task_name))
     open_crash_log(output_dir, log_suffix())  # a fatal signal's report, from now on
     check_config(cfg)
+    if is_rank_zero():  # before Lightning's first line
+        print_header(header_lines(cfg, output_dir, cfg.task_name))
     check_wandb_online(cfg)
     lightning_logs_to_the_run_log()
     seed_everything(cfg.seed, workers=True)
-    return Run(cfg, output_dir, resumed and resumed / LAST_CHECKPOINT, already_read)
+    resume_from = None if resumed is None else resumed / LAST_CHECKPOINT
+    return Run(cfg, output_dir, resume_from, already_read)
 
 
 def check_free_space(output_dir: Path, checkpoint_bytes: int) -> None:
@@ -148,3 +162,14 @@ def finish_run(run: Run, metrics: dict) -> None:
     write_metrics_json(run.folder / "metrics.json", metrics)
     close_crash_log()
     print_run_summary(metrics, metrics["class_names"], str(run.folder))
+
+
+def completed_record(cfg, output_dir: Path, class_names: list[str], logged: dict[str, dict],
+                     figures: dict) -> dict:
+    """A completed run's metrics.json: what ran (`run_header`), the command's own `figures`,
+    each stage's scores from Lightning's `logged` values ({"val": ..., "test": ...}), the run
+    folder and the versions."""
+    scores = {key: value for stage, values in logged.items()
+              for key, value in stage_metrics(values, stage, class_names).items()}
+    return {**run_header(cfg, class_names), **figures, **scores, "run_dir": str(output_dir),
+            "versions": versions()}

@@ -42,24 +42,26 @@ def run_overrides(cfg: DictConfig) -> list[str]:
     return job_overrides() if reproduced is None else list(reproduced)
 
 
+def what_ran(cfg: DictConfig) -> dict:
+    """The metrics.json keys that say what a run is: model, encoder, data, seed, the recipe it
+    included and the model settings that differ from the model's own config."""
+    return {"model": OmegaConf.select(cfg, "model.name"),
+            "encoder": OmegaConf.select(cfg, "encoder.name"),
+            "data": OmegaConf.select(cfg, "data.name"), "seed": OmegaConf.select(cfg, "seed"),
+            "recipe": recipe_name(cfg), "model_changes": model_changes(cfg)}
+
+
 def running_header(cfg: DictConfig, output_dir: Path) -> dict:
     """What metrics.json says while the run is under way, so a killed sweep shows the jobs
     that never finished."""
-    return {"status": "running", "model": OmegaConf.select(cfg, "model.name"),
-            "encoder": OmegaConf.select(cfg, "encoder.name"),
-            "data": OmegaConf.select(cfg, "data.name"), "seed": OmegaConf.select(cfg, "seed"),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "overrides": run_overrides(cfg),
-            "run_dir": str(output_dir), "recipe": recipe_name(cfg),
-            "model_changes": model_changes(cfg), **process_identity()}
+    return {"status": "running", **what_ran(cfg), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "overrides": run_overrides(cfg), "run_dir": str(output_dir), **process_identity()}
 
 
-def run_header(cfg, class_names: list[str]) -> dict:
-    """The keys every completed run's metrics.json starts with: what ran, with the recipe it
-    included and the model settings that differ from the model's own config."""
-    return {"status": "completed", "model": cfg.model.name, "encoder": cfg.encoder.name,
-            "data": cfg.data.name, "seed": cfg.seed, "num_classes": len(class_names),
-            "class_names": list(class_names), "recipe": recipe_name(cfg),
-            "model_changes": model_changes(cfg)}
+def run_header(cfg: DictConfig, class_names: list[str]) -> dict:
+    """The keys every completed run's metrics.json starts with."""
+    return {"status": "completed", **what_ran(cfg), "num_classes": len(class_names),
+            "class_names": list(class_names)}
 
 
 def header_lines(cfg: DictConfig, output_dir: Path, task: str) -> list[str]:
@@ -67,7 +69,7 @@ def header_lines(cfg: DictConfig, output_dir: Path, task: str) -> list[str]:
     model setting that differs from the model's own config."""
     size = OmegaConf.select(cfg, "data.input_size")
     lines = [f"{task}: model={cfg.model.name} encoder={cfg.encoder.name} data={cfg.data.name}"
-             + (f" input={size[0]}×{size[1]}" if size else "")
+             + (f" input={size[0]}×{size[1]}" if _pair(size) else "")
              + f" precision={OmegaConf.select(cfg, 'trainer.precision')}",
              f"writing to {output_dir}"]
     recipe = recipe_name(cfg)
@@ -81,6 +83,10 @@ def header_lines(cfg: DictConfig, output_dir: Path, task: str) -> list[str]:
         lines.append(f"model settings other than conf/model/{cfg.model.name}.yaml's: "
                      + " ".join(f"model.{key}={_plain(value)}" for key, value in others.items()))
     return lines
+
+
+def _pair(size) -> bool:
+    return (OmegaConf.is_list(size) or isinstance(size, list)) and len(size) == 2
 
 
 def _in_force(cfg: DictConfig, sets: list[str]) -> list[str]:

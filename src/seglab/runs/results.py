@@ -10,7 +10,6 @@ from pathlib import Path
 
 from seglab import __version__
 from seglab.core.atomic import write_atomically
-from seglab.runs.header import run_header
 
 PACKAGES = {"torch": "torch", "torchvision": "torchvision", "lightning": "lightning",
             "smp": "segmentation-models-pytorch"}
@@ -83,13 +82,3 @@ def write_metrics_json(path: Path, summary: dict) -> None:
         return
     write_atomically(path, json.dumps(_json_safe(summary), indent=2) + "\n")
 
-
-def completed_record(cfg, output_dir: Path, class_names: list[str], logged: dict[str, dict],
-                     figures: dict) -> dict:
-    """A completed run's metrics.json: what ran (`run_header`), the command's own `figures`,
-    each stage's scores from Lightning's `logged` values ({"val": ..., "test": ...}), the run
-    folder and the versions."""
-    scores = {key: value for stage, values in logged.items()
-              for key, value in stage_metrics(values, stage, class_names).items()}
-    return {**run_header(cfg, class_names), **figures, **scores, "run_dir": str(output_dir),
-            "versions": versions()}

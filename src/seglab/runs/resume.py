@@ -28,6 +28,7 @@ def resumed_config(cfg: DictConfig, run_dir: Path) -> tuple[DictConfig, dict]:
     without other overrides (the run's config is what it trains with); and its last.ckpt,
     read once here."""
     from seglab.core.checkpoints import read_checkpoint, trusted
+    from seglab.core.distributed import is_rank_zero
 
     config_file = run_dir / ".hydra" / "config.yaml"
     if not run_dir.is_dir():
@@ -40,14 +41,16 @@ def resumed_config(cfg: DictConfig, run_dir: Path) -> tuple[DictConfig, dict]:
     if record.get("status") == "completed":
         raise FolderRefused(f"resume: the run in {run_dir} already completed; nothing to continue "
                           "(start a new run, or seglab-reproduce it)")
-    alive = live_process(record) if record.get("status") == "running" else None
+    # the other processes of a resumed DDP run start while rank zero runs it
+    alive = live_process(record) if record.get("status") == "running" and is_rank_zero() \
+        else None
     if alive is not None:
         raise FolderRefused(f"resume: the run in {run_dir} is still running ({alive}); wait for "
                           "it, or stop it first")
     if not (run_dir / LAST_CHECKPOINT).is_file():
         raise FolderRefused(f"resume: {run_dir / LAST_CHECKPOINT} is missing: the run stopped "
                           "before its first checkpoint; start it again instead")
-    last = read_checkpoint(run_dir / LAST_CHECKPOINT, trusted(cfg), key="resume")
+    last = read_checkpoint(run_dir / LAST_CHECKPOINT, trusted(cfg), key="resume", mmap=False)
     others = [item for item in job_overrides() if item.split("=", 1)[0] != "resume"]
     if others:
         raise FolderRefused(f"resume: continues the run with its own config; remove the other "
