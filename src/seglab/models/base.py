@@ -19,6 +19,7 @@ class SegmentationNet(nn.Module, ABC):
     """
 
     output_stride: int = 32
+    min_size: int = 0  # inputs smaller than this are padded up to it (PAN's pooling pyramid)
     encoder_frozen: bool = False
     weights_enum = None  # a torchvision WeightsEnum whose names `model.weights` may give
     channels_last: bool = False  # inputs are made channels-last (see models/speed.py)
@@ -70,7 +71,8 @@ class SegmentationNet(nn.Module, ABC):
     def forward(self, images: Tensor) -> Tensor:
         height, width = images.shape[-2:]
         stride = self.output_stride
-        pad_h, pad_w = -height % stride, -width % stride
+        pad_h = max(-height % stride, self.min_size - height)
+        pad_w = max(-width % stride, self.min_size - width)
         # a traced or exported graph keeps this choice for every size: there it always pads
         if pad_h or pad_w or torch.jit.is_tracing() or torch.compiler.is_exporting():
             images = F.pad(images, (0, pad_w, 0, pad_h))

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from seglab.models.backbones import Backbone, describe
 from seglab.models.base import SegmentationNet
 from seglab.models.fcn import build_fcn, build_fcn8s
 from seglab.models.segnet import build_segnet
@@ -17,11 +18,20 @@ from seglab.models.weights import fetch, load_matching, read_weights_file
 
 ENCODERS = ("resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v2",
             "mobilenet_v3_large", "vgg16", "vgg16_bn", "efficientnet-b0", "mit_b0")
-NOT_DILATABLE = ("vgg16", "vgg16_bn")  # max-pooling VGGs cannot run at output stride 8
+# timm backbones with a config file in conf/encoder (any other: encoder=timm encoder.name=...)
+TIMM_BACKBONES = ("convnext_tiny", "efficientnet_b3", "regnety_016", "resnest50d",
+                  "swin_tiny_patch4_window7_224", "vit_small_patch16_224")
+KNOWN_ENCODERS = (*ENCODERS, *(f"tu-{name}" for name in TIMM_BACKBONES))
 
-
-def _except(*excluded: str) -> tuple[str, ...]:
-    return tuple(name for name in ENCODERS if name not in excluded)
+# What a head may need from its backbone: the test on the backbone's report, and its wording.
+NEEDS = {
+    "hierarchy": (lambda b: b.hierarchical,
+                  "feature maps at strides 2 or 4 up to 32 (a CNN or a hierarchical transformer)"),
+    "dilation": (lambda b: b.dilatable, "a backbone that can dilate to output stride 8 or 16"),
+    "stride_two": (lambda b: b.has_stride_two, "features at stride 2 (transformers start at 4)"),
+    "intermediates": (lambda b: b.library == "timm" and b.intermediates,
+                      "a timm backbone (encoder=timm) that hands out its intermediate blocks"),
+}
 
 
 def _torchvision_or(fallback: Callable[..., SegmentationNet]) -> Callable[..., SegmentationNet]:
@@ -37,45 +47,87 @@ def _torchvision_or(fallback: Callable[..., SegmentationNet]) -> Callable[..., S
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registered architecture: its builder, the encoders it accepts, where it comes from."""
+    """A registered architecture: its builder, where it comes from, and either what it needs
+    from a backbone (keys of NEEDS: it accepts every backbone whose report meets them) or, for
+    an architecture built around given backbones, the exact `only` encoders it accepts."""
 
     build: Callable[..., SegmentationNet]
-    encoders: tuple[str, ...]
     source: str
+    needs: tuple[str, ...] = ("hierarchy",)
+    only: tuple[str, ...] = ()
+
+    def refusal(self, backbone: Backbone) -> str | None:
+        """Why this architecture cannot run on `backbone` (what it needs), or None."""
+        if backbone.fixed_size is not None:
+            height, width = backbone.fixed_size
+            return (f"it needs a backbone that takes any input size, and timm builds "
+                    f"{backbone.name.removeprefix('tu-')} for {height}×{width} only")
+        unmet = [NEEDS[need][1] for need in self.needs if not NEEDS[need][0](backbone)]
+        return f"it needs {' and '.join(unmet)}" if unmet else None
 
 
 MODELS: dict[str, ModelSpec] = {
-    "unet": ModelSpec(build_smp, ENCODERS, "smp"),
-    "unet_classic": ModelSpec(build_unet_classic, ("none",), "seglab"),
-    "unetplusplus": ModelSpec(build_smp, _except("mit_b0"), "smp"),
-    "fpn": ModelSpec(build_smp, ENCODERS, "smp"),
-    "fcn": ModelSpec(_torchvision_or(build_fcn), ENCODERS,
+    "unet": ModelSpec(build_smp, "smp"),
+    "unet_classic": ModelSpec(build_unet_classic, "seglab", (), only=("none",)),
+    "unetplusplus": ModelSpec(build_smp, "smp", ("hierarchy", "stride_two")),
+    "fpn": ModelSpec(build_smp, "smp"),
+    "fcn": ModelSpec(_torchvision_or(build_fcn),
                      "torchvision on resnet50/101, else seglab head on smp encoder"),
-    "fcn8s": ModelSpec(build_fcn8s, ("vgg16",), "seglab"),
-    "deeplabv3": ModelSpec(_torchvision_or(build_smp), _except(*NOT_DILATABLE),
-                           "torchvision on resnet50/101 and mobilenet_v3_large, else smp"),
-    "deeplabv3plus": ModelSpec(build_smp, _except(*NOT_DILATABLE), "smp"),
-    "pspnet": ModelSpec(build_smp, ENCODERS, "smp"),
-    "segnet": ModelSpec(build_segnet, ENCODERS,
+    "fcn8s": ModelSpec(build_fcn8s, "seglab", (), only=("vgg16",)),
+    "deeplabv3": ModelSpec(_torchvision_or(build_smp),
+                           "torchvision on resnet50/101 and mobilenet_v3_large, else smp",
+                           ("hierarchy", "dilation")),
+    "deeplabv3plus": ModelSpec(build_smp, "smp", ("hierarchy", "dilation")),
+    "pspnet": ModelSpec(build_smp, "smp"),
+    "segnet": ModelSpec(build_segnet,
                         "seglab (VGG16-BN with pooling indices; SegNet-style decoder on others)"),
-    "segformer": ModelSpec(build_smp, ENCODERS, "smp"),
-    "lraspp": ModelSpec(_torchvision_or(build_smp), ("mobilenet_v3_large",), "torchvision"),
+    "segformer": ModelSpec(build_smp, "smp"),
+    "lraspp": ModelSpec(_torchvision_or(build_smp), "torchvision", (),
+                        only=("mobilenet_v3_large",)),
+    "manet": ModelSpec(build_smp, "smp"),
+    "linknet": ModelSpec(build_smp, "smp", ("hierarchy", "stride_two")),
+    "pan": ModelSpec(build_smp, "smp", ("hierarchy", "dilation")),
+    "upernet": ModelSpec(build_smp, "smp"),
+    "dpt": ModelSpec(build_smp, "smp (timm backbones)", ("intermediates",)),
 }
 
 
-def supported_encoders(name: str) -> tuple[str, ...]:
-    """Encoders that model `name` accepts; unknown names raise with the valid choices."""
+def _spec(name: str) -> ModelSpec:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid models: {', '.join(sorted(MODELS))}")
-    return MODELS[name].encoders
+    return MODELS[name]
+
+
+def refusal(name: str, encoder: str) -> str | None:
+    """Why model `name` cannot run on `encoder`, or None when it can; a ValueError for an
+    unknown model or backbone (an unknown timm name lists the closest ones)."""
+    spec = _spec(name)
+    if spec.only:
+        return None if encoder in spec.only else f"it is built on {', '.join(spec.only)} only"
+    if encoder == "none":
+        return "it needs an encoder"
+    return spec.refusal(describe(encoder))
+
+
+def supported_encoders(name: str) -> tuple[str, ...]:
+    """The known encoders (seglab's and the timm ones with a config file) that model `name`
+    accepts; any other timm backbone whose report meets its needs is accepted too."""
+    spec = _spec(name)
+    return spec.only or tuple(encoder for encoder in KNOWN_ENCODERS
+                              if refusal(name, encoder) is None)
 
 
 def check_pair(name: str, encoder: str) -> None:
-    """Raise ValueError, naming the pair and the valid encoders, if `name` refuses `encoder`."""
-    encoders = supported_encoders(name)
-    if encoder not in encoders:
-        raise ValueError(f"model {name!r} does not support encoder {encoder!r}; "
-                         f"valid encoders for {name}: {', '.join(encoders)}")
+    """Raise ValueError naming the pair, why it cannot work and what would, if `name` refuses
+    `encoder`."""
+    reason = refusal(name, encoder)
+    if reason is None:
+        return
+    other_heads = [model for model in MODELS if model != name and encoder != "none"
+                   and not MODELS[model].only and refusal(model, encoder) is None]
+    heads = f"; models that take {encoder}: {', '.join(other_heads)}" if other_heads else ""
+    raise ValueError(f"model {name!r} does not support encoder {encoder!r}: {reason}; "
+                     f"encoders that work: {', '.join(supported_encoders(name))}{heads}")
 
 
 def build_model(name: str, encoder: str, num_classes: int, encoder_weights: str | None = None,
@@ -125,11 +177,11 @@ def load_weights(net: SegmentationNet, weights: str, trust: bool = False) -> Non
 
 
 def support_matrix() -> str:
-    """The model × encoder table of the README, in Markdown."""
-    encoders = [*ENCODERS, "none"]
-    lines = ["| model | " + " | ".join(f"`{e}`" for e in encoders) + " | source |",
-             "|---" * (len(encoders) + 2) + "|"]
+    """The model × encoder table of the README, in Markdown, from the backbones' reports."""
+    encoders = [*KNOWN_ENCODERS, "none"]
+    lines = ["| model | " + " | ".join(f"`{e.removeprefix('tu-')}`" for e in encoders)
+             + " | source |", "|---" * (len(encoders) + 2) + "|"]
     for name, spec in MODELS.items():
-        cells = ["✓" if encoder in spec.encoders else "" for encoder in encoders]
+        cells = ["✓" if refusal(name, encoder) is None else "" for encoder in encoders]
         lines.append(f"| `{name}` | " + " | ".join(cells) + f" | {spec.source} |")
     return "\n".join(lines)

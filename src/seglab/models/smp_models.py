@@ -7,37 +7,57 @@ import torch
 from segmentation_models_pytorch.encoders import get_encoder
 from torch import Tensor, nn
 
+from seglab.core.errors import ConfigError
+from seglab.models.backbones import describe, smp_name, timm_name
 from seglab.models.base import SegmentationNet
 from seglab.models.weights import fetch
 
+# PAN's pooling pyramid halves its stride-16 map three times: smaller inputs are padded to this
+MIN_SIZE = {"pan": 128}
 ARCHITECTURES = {
     "unet": smp.Unet, "unetplusplus": smp.UnetPlusPlus, "fpn": smp.FPN, "pspnet": smp.PSPNet,
     "deeplabv3": smp.DeepLabV3, "deeplabv3plus": smp.DeepLabV3Plus, "segformer": smp.Segformer,
+    "manet": smp.MAnet, "linknet": smp.Linknet, "pan": smp.PAN, "upernet": smp.UPerNet,
+    "dpt": smp.DPT,
 }
-# seglab encoder names that smp spells differently (smp has no native MobileNetV3).
-SMP_ENCODER_NAMES = {"mobilenet_v3_large": "tu-mobilenetv3_large_100"}
 HUB_HINT = ("set encoder.weights=null to train from scratch, or download the weights once on a "
             "machine with internet so they land in the Hugging Face cache (HF_HOME)")
 
 
-def smp_name(encoder: str) -> str:
-    return SMP_ENCODER_NAMES.get(encoder, encoder)
+def encoder_arguments(encoder: str, encoder_weights: str | None) -> dict:
+    """smp's arguments for `encoder` with `encoder_weights`: a timm backbone takes True for its
+    pretrained weights (the variant is a tag in its name) and, where timm offers it, any input
+    size (`dynamic_img_size`: windowed and patch transformers are built for one otherwise)."""
+    if timm_name(encoder) is None:
+        return {"encoder_weights": encoder_weights}
+    if encoder_weights not in (None, "imagenet"):
+        raise ConfigError(f"encoder.weights = {encoder_weights!r}: a timm backbone takes "
+                          "imagenet (timm's default pretrained weights) or null; for another "
+                          "variant put its tag in the name, e.g. "
+                          "encoder.name=convnext_tiny.fb_in22k")
+    dynamic = {"dynamic_img_size": True} if describe(encoder).dynamic_size else {}
+    return {"encoder_weights": True if encoder_weights else None, **dynamic}
 
 
 def smp_encoder(encoder: str, encoder_weights: str | None, depth: int = 5) -> nn.Module:
     """A bare smp encoder; calling it gives `depth + 1` feature maps, strides 1 to 2**depth."""
+    arguments = encoder_arguments(encoder, encoder_weights)
+    weights = arguments.pop("encoder_weights")
     return fetch(f"{encoder_weights!r} weights for encoder {encoder!r}",
                  lambda: get_encoder(smp_name(encoder), in_channels=3, depth=depth,
-                                     weights=encoder_weights), HUB_HINT)
+                                     weights=weights, **arguments), HUB_HINT)
 
 
 class SmpNet(SegmentationNet):
     """An smp model: its encoder is the smp encoder, its head the decoder and classifier.
-    Inputs are padded to multiples of 32, which every smp encoder accepts."""
+    Inputs are padded to a multiple of the backbone's deepest stride and patch size."""
 
-    def __init__(self, model: smp.base.SegmentationModel) -> None:
+    def __init__(self, model: smp.base.SegmentationModel, pad_multiple: int = 32,
+                 min_size: int = 0) -> None:
         super().__init__()
         self.model = model
+        self.output_stride = pad_multiple
+        self.min_size = min_size
 
     @property
     def encoder(self) -> nn.Module:
@@ -51,13 +71,14 @@ def build_smp(name: str, encoder: str, num_classes: int,
               encoder_weights: str | None = None, **options) -> SmpNet:
     """smp architecture `name` on `encoder`; `encoder_weights` as smp names them. Other
     `options` are the architecture's (`encoder_depth`, `decoder_channels`, ...)."""
+    arguments = encoder_arguments(encoder, encoder_weights)
     model = fetch(f"{encoder_weights!r} weights for encoder {encoder!r}",
                   lambda: ARCHITECTURES[name](encoder_name=smp_name(encoder),
-                                              encoder_weights=encoder_weights,
-                                              classes=num_classes, **options), HUB_HINT)
+                                              classes=num_classes, **arguments, **options),
+                  HUB_HINT)
     if options.get("encoder_depth", 5) < 5:
         drop_unused_stages(model.encoder)
-    return SmpNet(model)
+    return SmpNet(model, describe(encoder).pad_multiple, MIN_SIZE.get(name, 0))
 
 
 @torch.no_grad()
