@@ -133,8 +133,8 @@ def test_missing_data_names_the_layout_and_the_download_page(tmp_path):
         build_dataset("voc", root=str(tmp_path), split="train")
     with pytest.raises(DataError, match=r"bdd: .*bdd100k/images/100k/train not found"):
         build_dataset("bdd", root=str(tmp_path), split="train")
-    with pytest.raises(ValueError, match="unknown dataset 'cityscapes'"):
-        build_dataset("cityscapes", root=str(tmp_path), split="train")
+    with pytest.raises(ValueError, match="unknown dataset 'mapillary'"):
+        build_dataset("mapillary", root=str(tmp_path), split="train")
 
 
 def test_pairing_is_by_stem_never_by_order(tmp_path):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from seglab.data.ade20k import ade20k_dataset
 from seglab.data.bdd import bdd_dataset
+from seglab.data.camvid import camvid_dataset
+from seglab.data.cityscapes import cityscapes_dataset
 from seglab.data.coco import coco_dataset
 from seglab.data.dataset import SegmentationDataset
 from seglab.data.folder import folder_dataset
@@ -21,6 +24,7 @@ def _synthetic(root: str | None, split: str, **options) -> SegmentationDataset:
 DATASETS: dict[str, Callable[..., SegmentationDataset]] = {
     "voc": voc_dataset, "coco": coco_dataset, "pets": pets_dataset, "bdd": bdd_dataset,
     "kitti_road": kitti_road_dataset, "art": folder_dataset, "folder": folder_dataset,
+    "cityscapes": cityscapes_dataset, "ade20k": ade20k_dataset, "camvid": camvid_dataset,
     "synthetic": _synthetic,
 }
 

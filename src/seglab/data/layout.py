@@ -26,6 +26,26 @@ def require_root(root: str | None, dataset: str, layout: str, download_page: str
                       f"({dataset}: {download_page})")
 
 
+def folder_contents(path: Path, shown: int = 8) -> str:
+    """What `path` holds, in one short phrase for layout errors (folders end in /)."""
+    names = sorted(f"{entry.name}/" if entry.is_dir() else entry.name
+                   for entry in path.iterdir())
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more if names else "nothing (an empty folder)"
+
+
+def require_folders(root: Path, folders: Sequence[str], dataset: str, layout: str,
+                    page: str) -> None:
+    """One ConfigError naming the folders `dataset` expects under data.root and what is
+    there instead, so a root pointed at the wrong folder or dataset says so at once."""
+    if all((root / folder).is_dir() for folder in folders):
+        return
+    names = [f"{folder}/" for folder in folders]
+    expected = f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else names[0]
+    raise ConfigError(f"data.root = {root}: expected {expected} (the {dataset} layout: {layout}); "
+                      f"found: {folder_contents(root)}. Download from {page}")
+
+
 def require(path: Path, dataset: str, layout: str, download_page: str,
             downloadable: bool = False) -> Path:
     """`path` if it exists, else one error with the expected layout and where to get the data

@@ -7,6 +7,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from seglab.core.errors import ConfigError
+from seglab.data.ade20k import PALETTE as ADE20K_COLOURS
+from seglab.data.camvid import COLOURS as CAMVID_COLOURS
+from seglab.data.cityscapes import COLOURS as CITYSCAPES_COLOURS
 from seglab.data.kitti_road import COLOURS as KITTI_ROAD_COLOURS
 from seglab.data.palette import class_palette
 from seglab.inference.card import ModelCard
@@ -15,8 +18,11 @@ from seglab.models.torchvision_models import VARIANTS
 from seglab.models.weights import check_fits, network_weights
 from seglab.runs.run_config import TrainedCheckpoint
 
-# datasets whose colours are fixed in code rather than given as data.colours
-DATASET_PALETTES = {"kitti_road": KITTI_ROAD_COLOURS}
+# datasets whose colours are fixed in code rather than given as data.colours: the official
+# class colours, which KITTI road's masks are also stored in (so its predicted masks are too)
+DATASET_PALETTES = {"kitti_road": KITTI_ROAD_COLOURS, "cityscapes": CITYSCAPES_COLOURS,
+                    "ade20k": ADE20K_COLOURS, "camvid": CAMVID_COLOURS}
+COLOUR_MASK_DATASETS = ("kitti_road",)
 
 
 # data.eval_sizing -> the card's resize; "pad" (fit, then pad) and None keep the picture's size
@@ -37,7 +43,7 @@ def run_card(cfg: DictConfig, class_names: list[str], source: str) -> ModelCard:
         class_names=list(class_names), palette=[list(map(int, c)) for c in palette],
         mean=list(cfg.data.mean), std=list(cfg.data.std), input_size=input_size,
         resize=EVAL_RESIZE.get(sizing, lambda size: None)(input_size),
-        colour_masks=own is not None,
+        colour_masks=colours is not None or cfg.data.name in COLOUR_MASK_DATASETS,
         model=cfg.model.name, encoder=cfg.encoder.name, source=source)
 
 
