@@ -12,6 +12,9 @@ import pandas as pd
 import pytest
 
 from seglab.cli.compare import main
+from seglab.reports.compare import build_comparison
+from seglab.reports.compare_chart import MARKERS, chart_figure, point_styles, render_chart
+from seglab.reports.run_folders import find_runs, read_runs
 
 BIN = Path(sys.executable).parent
 CLASSES = ["background", "cat"]
@@ -200,6 +203,85 @@ def test_evaluation_folders_show_their_test_scores(tmp_path, capsys):
     assert rows[0]["test mIoU"] == "**0.6600**" and rows[1]["IoU cat"] == "0.6100"
     assert "best val mIoU" not in rows[0] and "params (M)" not in rows[0]
     assert "Sorted by test mIoU (best first)" in (tmp_path / "comparison.md").read_text()
+
+
+def test_point_styles_give_a_colour_per_model_and_a_marker_per_encoder():
+    frame = pd.DataFrame({"model": ["unet", "fcn", "unet"],
+                          "encoder": ["resnet18", "resnet18", "resnet34"]}, index=[4, 7, 9])
+    styles = point_styles(frame)
+    assert styles.index.tolist() == [4, 7, 9]
+    assert styles.loc[4, "colour"] == styles.loc[9, "colour"] != styles.loc[7, "colour"]
+    assert styles.loc[4, "marker"] == styles.loc[7, "marker"] != styles.loc[9, "marker"]
+
+
+def test_point_styles_cycle_the_markers_in_natural_order():
+    encoders = [f"resnet{depth}" for depth in range(len(MARKERS) + 1)][::-1]
+    styles = point_styles(pd.DataFrame({"model": "unet", "encoder": encoders}))
+    assert styles["marker"].tolist() == [*MARKERS, MARKERS[0]][::-1]  # resnet12 gets "o"
+
+
+@pytest.mark.parametrize("frame", [
+    pd.DataFrame({"model": ["unet"], "data": ["pets"]}),
+    pd.DataFrame({"model": ["unet", "fcn"], "encoder": ["resnet18", None]}),
+])
+def test_point_styles_need_a_model_and_encoder_in_every_row(frame):
+    assert point_styles(frame) is None
+
+
+@pytest.fixture
+def model_runs(tmp_path: Path) -> list:
+    """Five completed runs of three model-encoder pairs, two seeds each for two of them, and a
+    failed pspnet run (no point, so not in the legend)."""
+    root = tmp_path / "models"
+    jobs = [("unet", "resnet18", 1, 0.6), ("unet", "resnet18", 2, 0.64),
+            ("unet", "resnet34", 1, 0.62), ("fcn", "resnet18", 1, 0.5),
+            ("fcn", "resnet18", 2, 0.52)]
+    for label, (model, encoder, seed, miou) in enumerate(jobs):
+        write_run(root / str(label), overrides=(f"model={model}", f"encoder={encoder}",
+                                                f"seed={seed}"),
+                  model=model, encoder=encoder, **{"val/mIoU_best": miou})
+    write_run(root / "5", "failed", ("model=pspnet", "encoder=resnet50", "seed=1"),
+              model="pspnet", encoder="resnet50", data="pets")
+    return read_runs(find_runs([str(root)]))
+
+
+def legend_entries(figure) -> dict[str, list[str]]:
+    return {legend.get_title().get_text(): [text.get_text() for text in legend.get_texts()]
+            for legend in figure.legends}
+
+
+def scatter_notes(figure) -> list[str]:
+    """The texts written into the two scatter panels."""
+    return sorted(text.get_text() for axes in figure.axes[1:] for text in axes.texts)
+
+
+@pytest.mark.parametrize(("group_by", "points"), [((), 5), (("seed",), 3)])
+def test_chart_points_are_named_by_colour_and_marker(model_runs, group_by, points):
+    comparison = build_comparison(model_runs, group_by=group_by)
+    figure = chart_figure(comparison)
+    assert legend_entries(figure) == {"model": ["fcn", "unet"],
+                                      "encoder": ["resnet18", "resnet34"]}
+    assert scatter_notes(figure) == []
+    for axes in figure.axes[1:]:
+        assert sum(len(bars.lines[0].get_xdata()) for bars in axes.containers) == points
+        assert all(bars.has_yerr == bool(group_by) for bars in axes.containers)
+    assert render_chart(comparison).startswith(b"\x89PNG")
+
+
+def test_chart_labels_points_when_a_row_has_no_encoder(model_runs):
+    comparison = build_comparison(model_runs)
+    comparison.frame.loc[0, "encoder"] = None
+    figure = chart_figure(comparison)
+    assert figure.legends == []
+    assert scatter_notes(figure) == sorted(["0", "1", "2", "3", "4"] * 2)
+
+
+def test_chart_grouped_by_model_labels_points_with_the_group(model_runs):
+    comparison = build_comparison(model_runs, group_by=["model", "seed"])
+    figure = chart_figure(comparison)
+    assert figure.legends == []
+    assert scatter_notes(figure) == ["resnet18", "resnet18", "resnet34", "resnet34"]
+    assert render_chart(comparison).startswith(b"\x89PNG")
 
 
 @pytest.mark.parametrize(("arguments", "code", "message"), [

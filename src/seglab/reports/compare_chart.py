@@ -1,17 +1,29 @@
-"""comparison.png: the headline metric per run, and against model size and training time."""
+"""comparison.png: the headline metric per run, and against model size and training time.
+
+The scatter panels name their points: colour = model, marker = encoder, explained by two legends
+beside the panels. Rows without a model or encoder (e.g. grouped by model) get the bar panel's
+label written next to the point instead.
+"""
 
 from __future__ import annotations
 
 import io
 
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from seglab.reports.compare import Comparison, Metric
+from seglab.reports.run_folders import natural_key
 
 BAR_COLOUR, BEST_COLOUR = "#8fa8c8", "#2a6f3f"
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "p", "h")  # cycled beyond 12
+LEGEND_ROWS = 10  # entries per legend column
 
 
 def _no_data(axes: Axes, title: str, message: str) -> None:
@@ -39,19 +51,69 @@ def _bars(axes: Axes, labels: pd.Series, values: pd.Series, errors: pd.Series | 
     axes.grid(axis="x", alpha=0.3)
 
 
+def _in_order(names: pd.Series) -> list[str]:
+    """The distinct names, in natural order (`resnet18` before `resnet101`)."""
+    return sorted(names.unique(), key=natural_key)
+
+
+def point_styles(frame: pd.DataFrame) -> pd.DataFrame | None:
+    """Model, encoder, colour (one per model) and marker (one per encoder) of each row's
+    point; None when a row has no model or encoder, or the frame has no such columns."""
+    if not {"model", "encoder"} <= set(frame.columns) \
+            or frame[["model", "encoder"]].isna().to_numpy().any():
+        return None
+    names = frame[["model", "encoder"]].astype(str)
+    models, encoders = _in_order(names["model"]), _in_order(names["encoder"])
+    palette = colormaps["tab10" if len(models) <= 10 else "tab20"]
+    colours = {model: to_hex(palette(i % palette.N)) for i, model in enumerate(models)}
+    markers = {encoder: MARKERS[i % len(MARKERS)] for i, encoder in enumerate(encoders)}
+    return names.assign(colour=names["model"].map(colours),
+                        marker=names["encoder"].map(markers))
+
+
+def _legends(figure: Figure, styles: pd.DataFrame) -> None:
+    """Beside the scatter panels: a colour per model above, a marker per encoder below."""
+    colours = dict(zip(styles["model"], styles["colour"], strict=True))
+    markers = dict(zip(styles["encoder"], styles["marker"], strict=True))
+    models = [Patch(color=colours[model], label=model) for model in _in_order(styles["model"])]
+    encoders = [Line2D([], [], color="dimgrey", marker=markers[encoder], linestyle="none",
+                       label=encoder) for encoder in _in_order(styles["encoder"])]
+    for handles, title, loc in ((models, "model", "upper"), (encoders, "encoder", "lower")):
+        figure.legend(handles=handles, title=title, loc=f"outside right {loc}", fontsize=8,
+                      ncols=-(-len(handles) // LEGEND_ROWS))
+
+
+def _styled_points(axes: Axes, x: pd.Series, y: pd.Series, errors: pd.Series | None,
+                   styles: pd.DataFrame) -> None:
+    """The points, coloured by model and shaped by encoder."""
+    for (colour, marker), rows in styles.groupby(["colour", "marker"], sort=False).groups.items():
+        axes.errorbar(x[rows], y[rows], yerr=None if errors is None else errors[rows],
+                      color=colour, marker=marker, linestyle="none", capsize=3, markersize=7)
+
+
+def _labelled_points(axes: Axes, x: pd.Series, y: pd.Series, errors: pd.Series | None,
+                     labels: pd.Series) -> None:
+    """The points in one colour, each with its label written beside it."""
+    axes.errorbar(x, y, yerr=errors, fmt="o", capsize=3, color=BEST_COLOUR)
+    for label, x_value, y_value in zip(labels, x, y, strict=True):
+        axes.annotate(label, (x_value, y_value), xytext=(4, 4), textcoords="offset points",
+                      fontsize=8)
+
+
 def _scatter(axes: Axes, x: pd.Series, y: pd.Series, errors: pd.Series | None,
-             labels: pd.Series, x_label: str, y_label: str) -> None:
-    """One labelled point per row that has both numbers."""
+             styles: pd.DataFrame | None, labels: pd.Series, x_label: str,
+             y_label: str) -> None:
+    """One point per row that has both numbers: styled when `styles` is given, else labelled."""
     present = x.notna() & y.notna()
     title = f"{y_label} vs {x_label.split(' (')[0]}"
     if not present.any():
         _no_data(axes, title, f"no runs with {x_label.split(' (')[0]}")
         return
-    axes.errorbar(x[present], y[present], yerr=None if errors is None else errors[present],
-                  fmt="o", capsize=3, color=BEST_COLOUR)
-    for label, x_value, y_value in zip(labels[present], x[present], y[present], strict=True):
-        axes.annotate(label, (x_value, y_value), xytext=(4, 4), textcoords="offset points",
-                      fontsize=8)
+    x, y, errors = x[present], y[present], None if errors is None else errors[present]
+    if styles is None:
+        _labelled_points(axes, x, y, errors, labels[present])
+    else:
+        _styled_points(axes, x, y, errors, styles[present])
     axes.set_xlabel(x_label)
     axes.set_ylabel(y_label)
     axes.set_title(title)
@@ -69,8 +131,8 @@ def _time_axis(seconds: pd.Series) -> tuple[pd.Series, str]:
     return seconds / 3600, "train time (h)"
 
 
-def render_chart(comparison: Comparison) -> bytes:
-    """The three panels as PNG bytes; failed and unfinished runs are left out."""
+def chart_figure(comparison: Comparison) -> Figure:
+    """The three panels; failed and unfinished runs are left out."""
     metric = comparison.headline
     values = comparison.numbers(metric.column)
     rows = comparison.finished() & values.notna()
@@ -90,12 +152,20 @@ def render_chart(comparison: Comparison) -> bytes:
             _no_data(axes, metric.header, f"no completed runs with {metric.header}")
     else:
         _bars(bars, labels, values, errors, metric, best, noun)
+        styles = point_styles(comparison.frame[rows])
         short = comparison.frame.loc[values.index, "run"] if not comparison.grouped else labels
-        _scatter(size, comparison.numbers("params_M")[rows], values, errors, short,
+        _scatter(size, comparison.numbers("params_M")[rows], values, errors, styles, short,
                  "parameters (M)", metric.header)
-        _scatter(time, seconds, values, errors, short, time_label, metric.header)
+        _scatter(time, seconds, values, errors, styles, short, time_label, metric.header)
+        if styles is not None:
+            _legends(figure, styles)
     direction = " (lower is better)" if metric.better == "min" else ""
     figure.suptitle(f"{metric.header}{direction}: {len(values)} {noun}(s) with a result")
+    return figure
+
+
+def render_chart(comparison: Comparison) -> bytes:
+    """The chart as PNG bytes."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
+    chart_figure(comparison).savefig(buffer, format="png", dpi=110)
     return buffer.getvalue()
