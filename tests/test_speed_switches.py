@@ -3,6 +3,7 @@
 import logging
 import re
 
+import pytest
 import torch
 from torch._inductor.exc import InvalidCxxCompiler
 
@@ -125,3 +126,20 @@ def test_bad_switch_values_are_named(tmp_path):
             ("model.encoder_depth=7", "model.encoder_depth = 7 (int): expected an integer")):
         with pytest.raises(ConfigError, match=re.escape(message)):
             check_config(compose_config("train", tmp_path, [override]))
+
+
+def test_flush_denormal_makes_denormal_floats_zero_and_is_undone_by_false():
+    from omegaconf import OmegaConf
+
+    from seglab.runs.task import flush_denormals
+
+    tiny = torch.tensor([1e-39], dtype=torch.float32)  # a denormal float32
+    try:
+        flush_denormals(OmegaConf.create({"flush_denormal": True}))
+        assert (tiny * 1.5).item() == 0.0
+        flush_denormals(OmegaConf.create({"flush_denormal": False}))
+        assert (tiny * 1.5).item() == pytest.approx(1.5e-39)
+        flush_denormals(OmegaConf.create({}))  # a saved config without the key: unchanged
+        assert (tiny * 1.5).item() == pytest.approx(1.5e-39)
+    finally:
+        torch.set_flush_denormal(False)
