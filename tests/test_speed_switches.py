@@ -143,3 +143,17 @@ def test_flush_denormal_makes_denormal_floats_zero_and_is_undone_by_false():
         assert (tiny * 1.5).item() == pytest.approx(1.5e-39)
     finally:
         torch.set_flush_denormal(False)
+
+
+def test_flushing_denormals_leaves_a_convnext_s_logits_as_they_were():
+    torch.manual_seed(0)
+    net = build_model("upernet", "tu-test_convnext", 3).eval()  # 1e-6 layer scales
+    images = torch.randn(2, 3, 64, 64)
+    try:
+        with torch.no_grad():
+            plain = net(images)
+            torch.set_flush_denormal(True)
+            flushed = net(images)
+    finally:
+        torch.set_flush_denormal(False)
+    torch.testing.assert_close(flushed, plain, **TOLERANCE)
