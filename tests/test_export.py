@@ -198,10 +198,12 @@ def test_unknown_format_exits_with_one_line(tmp_path):
 
 @pytest.mark.parametrize(("model", "encoder"), [
     ("fcn8s", "vgg16"), ("unet_classic", "none"), ("deeplabv3plus", "resnet18"),
-    ("pspnet", "resnet18"),
+    ("pspnet", "resnet18"), ("manet", "resnet18"), ("linknet", "resnet18"), ("pan", "resnet18"),
+    ("upernet", "tu-test_convnext"), ("dpt", "tu-test_vit"),
 ])
-def test_other_seed_models_export_at_their_training_size(model, encoder, tmp_path):
-    """The seed studies' other models, at a fixed size (pspnet has no dynamic export)."""
+def test_other_models_export_at_their_training_size(model, encoder, tmp_path):
+    """The seed studies' other models and smp's remaining heads (on timm backbones too), at
+    a fixed size (pspnet has no dynamic export)."""
     torch.manual_seed(0)
     net = build_model(model, encoder, num_classes=4).eval()
     card = replace(CARD, model=model, encoder=encoder)
