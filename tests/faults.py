@@ -28,7 +28,9 @@ class KillAt(Callback):
     on): `where` is "train_epoch_start" (epoch `epoch` starting), "train_batch" (the end of
     training step `step`, before that step's checkpoint is written), "validation_batch" (the
     end of validation batch `batch` of epoch `epoch`) or "test_batch" (the end of test batch
-    `batch`); `how` is one of DEATHS (SIGKILL by default)."""
+    `batch`); `how` is one of DEATHS (SIGKILL by default). Under DDP global rank zero dies
+    (the other processes then fail at their next collective): a process that reached the
+    moment first would otherwise take the kill and leave rank zero to fail instead."""
 
     def __init__(self, where: str, step: int = 0, epoch: int = 0, batch: int = 0,
                  how: str = "kill") -> None:
@@ -37,7 +39,7 @@ class KillAt(Callback):
 
     def _strike(self, trainer, where: str, batch: int = 0) -> None:
         now = {"step": trainer.global_step, "epoch": trainer.current_epoch, "batch": batch}
-        if where != self.where or trainer.sanity_checking or \
+        if where != self.where or trainer.sanity_checking or trainer.global_rank != 0 or \
                 any(getattr(self, key) != now[key] for key in COORDINATES[where]):
             return
         mark = Path(trainer.default_root_dir) / "killed-once"

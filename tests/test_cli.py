@@ -43,13 +43,16 @@ def test_multirun_makes_one_folder_per_run(tmp_path):
 
 @pytest.mark.parametrize("args, expected", [
     (["model=unett"], "error: unknown model 'unett' in 'model=unett'; "
-                      "valid choices for model: deeplabv3, deeplabv3plus, fcn, fcn8s, fpn, "),
-    (["encoder=vgg99"], "valid choices for encoder: efficientnet-b0, mit_b0, mobilenet_v2, "),
+                      "valid choices for model: deeplabv3, deeplabv3plus, dpt, fcn, fcn8s, fpn, "),
+    (["encoder=vgg99"], "valid choices for encoder: convnext_tiny, efficientnet-b0, "),
     (["-m", "optimizer=adam,sgdd"], "error: unknown optimizer 'sgdd' in 'optimizer=adam,sgdd'"),
     (["data.batch_size=abc"], "error: config key data.batch_size = 'abc' (str): "
                               "expected a positive integer"),
     (["model=fcn8s", "encoder=resnet18"], "error: model 'fcn8s' does not support encoder "
-                                          "'resnet18'; valid encoders for fcn8s: vgg16"),
+                                          "'resnet18': it is built on vgg16 only; encoders "
+                                          "that work: vgg16; models that take resnet18: unet, "),
+    (["model=upernet", "encoder=timm", "encoder.name=convnxt_tiny"],
+     "error: encoder.name 'convnxt_tiny' is not a timm model; closest timm names: convnext_tiny"),
 ])
 def test_bad_train_input_is_one_clear_line(tmp_path, args, expected):
     result = run_cli(["seglab-train", *TINY, *args, f"hydra.run.dir={tmp_path}/run",

@@ -16,6 +16,7 @@ from torchvision.models import VGG16_Weights, vgg16
 from torchvision.models import _api as torchvision_api
 from torchvision.models import segmentation as tvseg
 
+from benchmark_layouts import write_ade20k, write_camvid, write_cityscapes
 from conftest import compose_config, run_cli
 from fixtures import ART_COLOURS, write_bdd, write_folder, write_kitti_road, write_pets, write_voc
 from seglab.engine.training import train
@@ -83,6 +84,40 @@ RECIPES = {
         "scheduler.factory._target_": POLY, "trainer.max_epochs": 3,
         "trainer.accelerator": "cpu", "logger.csv._target_":
             "lightning.pytorch.loggers.CSVLogger", "seed": 0, "downloads": set()},
+    "cityscapes_deeplabv3plus": {  # MMSegmentation's DeepLabV3+ R-50-D8 512x1024 80k
+        "data.name": "cityscapes", "model.name": "deeplabv3plus", "encoder.name": "resnet50",
+        "encoder.weights": "imagenet", "model.encoder_output_stride": 8,
+        "model.decoder_atrous_rates": [12, 24, 36], "data.input_size": [512, 1024],
+        "data.scale": [0.5, 2.0], "data.hflip": 0.5, "data.batch_size": 8,
+        "data.eval_sizing": None, "data.eval_mode": "whole", "optimizer._target_": SGD,
+        "optimizer.lr": 0.01, "optimizer.momentum": 0.9, "optimizer.weight_decay": 0.0005,
+        "scheduler.factory._target_": POLY, "scheduler.factory.power": 0.9,
+        "scheduler.interval": "step", "trainer.max_epochs": -1, "trainer.max_steps": 80000,
+        "trainer.check_val_every_n_epoch": None, "trainer.val_check_interval": 8000,
+        "downloads": {"smp-hub/resnet50.imagenet"}},
+    "ade20k_segformer": {  # MMSegmentation's SegFormer MiT-B0 512x512 160k
+        "data.name": "ade20k", "model.name": "segformer", "encoder.name": "mit_b0",
+        "encoder.weights": "imagenet", "data.input_size": [512, 512], "data.batch_size": 16,
+        "optimizer._target_": ADAMW, "optimizer.lr": 0.0006, "optimizer.encoder_lr_mult": 0.1,
+        "optimizer.weight_decay": 0.01, "scheduler.factory._target_": POLY,
+        "scheduler.factory.power": 1.0, "trainer.max_steps": 160000,
+        "trainer.val_check_interval": 16000, "downloads": {"smp-hub/mit_b0.imagenet"}},
+    "camvid_fpn": {  # smp's examples/camvid_segmentation_multiclass.ipynb
+        "data.name": "camvid", "model.name": "fpn", "encoder.name": "resnext50_32x4d",
+        "encoder.weights": "imagenet", "loss._target_": "segmentation_models_pytorch.losses."
+        "DiceLoss", "optimizer._target_": ADAM, "optimizer.lr": 0.0002,
+        "scheduler.factory._target_": "torch.optim.lr_scheduler.CosineAnnealingLR",
+        "scheduler.factory.eta_min": 0.00001, "data.input_size": [320, 320],
+        "data.batch_size": 32, "trainer.max_epochs": 50,
+        "downloads": {"smp-hub/resnext50_32x4d.imagenet"}},
+    "synthetic_backbones": {
+        "data.name": "synthetic", "model.name": "upernet", "model.decoder_channels": 64,
+        "encoder.name": "resnet18", "encoder.weights": None, "trainer.max_epochs": 2,
+        "trainer.precision": "32-true", "seed": 0,
+        "hydra.sweeper.params": {"encoder": "resnet18,convnext_tiny,efficientnet_b3,"
+                                 "regnety_016,resnest50d,swin_tiny_patch4_window7_224",
+                                 "seed": "0,1,2"},
+        "downloads": set()},
     "synthetic_unet": {
         "data.name": "synthetic", "model.name": "unet", "encoder.name": "resnet18",
         "encoder.weights": None, "optimizer._target_": ADAMW, "seed": 0, "downloads": set()},
@@ -97,6 +132,7 @@ PUBLISHED = {
 WRITERS = {
     "pets": write_pets, "bdd": write_bdd, "kitti_road": write_kitti_road,
     "art": lambda root: write_folder(root, colours=ART_COLOURS), "folder": write_folder,
+    "cityscapes": write_cityscapes, "ade20k": write_ade20k, "camvid": write_camvid,
 }
 ONE_BATCH = ["data.input_size=[32,32]", "data.batch_size=2", "logger=none",
              "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
@@ -228,7 +264,7 @@ def test_every_job_of_a_study_s_sweep_is_a_valid_pair(tmp_path, name):
     for job in sweep_jobs(study):
         cfg = compose_config("train", tmp_path, [f"experiment={name}", *job])
         check_config(cfg)  # the registry accepts the model/encoder pair
-        pairs.add((cfg.model.name, cfg.encoder.name))
+        pairs.add((cfg.model.name, cfg.encoder.name, cfg.seed))
     assert len(pairs) == len(sweep_jobs(study))
 
 

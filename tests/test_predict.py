@@ -15,8 +15,9 @@ from torch import nn
 from conftest import TINY, compose_config, run_cli
 from seglab.core.errors import ConfigError
 from seglab.data.files import DataError
+from seglab.engine.sliding import tile_starts
 from seglab.engine.training import train
-from seglab.inference.engine import InferenceOptions, predict_logits, tile_starts
+from seglab.inference.engine import InferenceOptions, predict_logits
 from seglab.inference.inputs import SameSizeBatches, image_size, list_inputs, processed_size
 from seglab.inference.prediction import predict
 

@@ -31,6 +31,20 @@ KILL_POINTS = {
     "as epoch 2 starts": ({"where": "train_epoch_start", "epoch": 2}, 12),
     "during the test": ({"where": "test_batch", "batch": 1}, 18),
 }
+# counted in steps: 32 / 8 = 4 steps an epoch, 10 steps, validation at steps 3, 6 and 9 (across
+# epochs); last.ckpt at every step but an epoch's last and those a validation follows (1, 2, 5,
+# 7, 10), and at each validation's end (3, 6, 9)
+STEPS_RUN = [*TINY, "trainer.max_epochs=-1", "trainer.max_steps=10",
+             "trainer.check_val_every_n_epoch=null", "trainer.val_check_interval=3",
+             "callbacks.step_checkpoint.every_n_train_steps=1"]
+STEPS_KILL_POINTS = {
+    "before the first validation": ({"where": "train_batch", "step": 2}, 1),
+    "as epoch 1 starts, after a validation": ({"where": "train_epoch_start", "epoch": 1}, 3),
+    "at a step a validation follows": ({"where": "train_batch", "step": 6}, 5),
+    "during the validation at step 9": ({"where": "validation_batch", "epoch": 2, "batch": 1},
+                                        7),
+    "during the test": ({"where": "test_batch", "batch": 1}, 10),
+}
 # what may differ between a resumed run and the uninterrupted one: timing and where it lives
 NOT_COMPARED = {"train_seconds", "run_dir", "checkpoint"}
 
@@ -61,26 +75,53 @@ def uninterrupted(tmp_path_factory, one_thread) -> tuple[dict, str]:
     return _results(run)
 
 
-@pytest.mark.parametrize("point", KILL_POINTS)
-def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path, one_thread, uninterrupted,
-                                                          point):
-    kill, resumed_from = KILL_POINTS[point]
-    run = tmp_path / "killed"
-    killed = run_cli(["seglab-train", *RUN, "+callbacks.kill._target_=faults.KillAt",
+def _kill_and_resume(run: Path, arguments: list[str], kill: dict, resumed_from: int,
+                     environment: dict) -> tuple[dict, str]:
+    """Run until `kill` strikes, check last.ckpt was written at step `resumed_from`, resume,
+    and return the resumed run's results."""
+    killed = run_cli(["seglab-train", *arguments, "+callbacks.kill._target_=faults.KillAt",
                       *(f"+callbacks.kill.{key}={value}" for key, value in kill.items()),
-                      f"hydra.run.dir={run}"], cwd=tmp_path, **one_thread)
+                      f"hydra.run.dir={run}"], cwd=run.parent, **environment)
     assert killed.returncode == -signal.SIGKILL
     assert json.loads((run / "metrics.json").read_text())["status"] == "running"
     assert _saved_step(run / "checkpoints" / "last.ckpt") == resumed_from
 
-    resumed = run_cli(["seglab-train", f"resume={run}"], cwd=tmp_path, **one_thread)
+    resumed = run_cli(["seglab-train", f"resume={run}"], cwd=run.parent, **environment)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Restoring states from the checkpoint" in (run / "train.log").read_text()
-    metrics, history = _results(run)
+    return _results(run)
+
+
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path, one_thread, uninterrupted,
+                                                          point):
+    metrics, history = _kill_and_resume(tmp_path / "killed", RUN, *KILL_POINTS[point],
+                                        one_thread)
     expected_metrics, expected_history = uninterrupted
     assert metrics["status"] == "completed" and metrics["epochs"] == 3
     assert metrics == expected_metrics
     assert history == expected_history  # every epoch's row, each value to the last digit
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_steps(tmp_path_factory, one_thread) -> tuple[dict, str]:
+    run = tmp_path_factory.mktemp("uninterrupted_steps") / "run"
+    done = run_cli(["seglab-train", *STEPS_RUN, f"hydra.run.dir={run}"], cwd=run.parent,
+                   **one_thread)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return _results(run)
+
+
+@pytest.mark.parametrize("point", STEPS_KILL_POINTS)
+def test_a_killed_run_counted_in_steps_resumes_to_the_uninterrupted_result(
+        tmp_path, one_thread, uninterrupted_steps, point):
+    metrics, history = _kill_and_resume(tmp_path / "killed", STEPS_RUN,
+                                        *STEPS_KILL_POINTS[point], one_thread)
+    expected_metrics, expected_history = uninterrupted_steps
+    assert (metrics["status"], metrics["steps"], metrics["epochs"]) == ("completed", 10, 3)
+    assert [row.split(",")[0] for row in history.splitlines()] == ["step", "3", "6", "9"]
+    assert metrics == expected_metrics
+    assert history == expected_history  # every validation's row, each value to the last digit
 
 
 @pytest.fixture(scope="module")

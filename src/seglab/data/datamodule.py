@@ -12,6 +12,7 @@ from lightning import LightningDataModule
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
+from torch.utils.data.dataloader import default_collate
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from seglab.core.errors import ConfigError
@@ -33,6 +34,7 @@ warnings.filterwarnings("ignore", message="'set_vital' is deprecated", category=
 
 SPLITS = ("train", "val", "test")
 MAX_AUTO_WORKERS = 8
+EVAL_MODES = ("whole", "slide")
 
 
 def loader_workers(num_workers: int | str, local_processes: int = 1) -> int:
@@ -59,6 +61,33 @@ def _transform_generators(transform) -> Iterator:
         yield transform.random_generator, transform.py_random
     for child in getattr(transform, "transforms", ()):
         yield from _transform_generators(child)
+
+
+def collate_by_size(samples: list[dict]) -> dict | list[dict]:
+    """An evaluation batch: the samples stacked, or, when their sizes differ (images kept at
+    their own size by `eval_sizing: null`), a list of stacked batches, one per size."""
+    groups: dict[tuple[int, ...], list[dict]] = {}
+    for sample in samples:
+        groups.setdefault(tuple(sample["image"].shape[-2:]), []).append(sample)
+    batches = [default_collate(group) for group in groups.values()]
+    return batches[0] if len(batches) == 1 else batches
+
+
+def slide_window(mode: str, tile: Sequence[int] | None, stride: Sequence[int] | None,
+                 input_size: tuple[int, int]) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """(tile, stride) of sliding-window evaluation (`eval_mode: slide`), None for whole images:
+    the tile defaults to `input_size`, the stride to two thirds of the tile (as
+    MMSegmentation's 512-pixel crops every 341 pixels)."""
+    if mode not in EVAL_MODES:
+        raise ValueError(f"data.eval_mode must be one of {EVAL_MODES}, got {mode!r}")
+    if mode == "whole":
+        return None
+    tile = tuple(tile or input_size)
+    stride = tuple(stride or (max(1, side * 2 // 3) for side in tile))
+    if any(step > side for step, side in zip(stride, tile, strict=True)):
+        raise ValueError(f"data.eval_stride {list(stride)} must not exceed the tile "
+                         f"{list(tile)} on either side, or pixels between tiles go unpredicted")
+    return tile, stride
 
 
 class ResumableSplit(Dataset):
@@ -104,7 +133,10 @@ class SegmentationDataModule(LightningDataModule):
     The augmentation options are those of `build_transform`. `num_workers` "auto" takes the
     cores this process may use, capped (`loader_workers`); `pin_memory` None pins when a GPU
     is present; `normalize_on_device` ships images as uint8 and normalises them after the
-    transfer (`prepare_images`). Any other keyword (`year`,
+    transfer (`prepare_images`). `eval_mode`, `eval_tile` and `eval_stride` say how
+    validation and test compute logits (`slide_window`; the LightningModule is built with
+    it); evaluation batches of images of different sizes come as one batch per size
+    (`collate_by_size`). Any other keyword (`year`,
     `mode`, `subset`, `split_fractions`, `download`...) is an option of the dataset and is
     passed to it, with `root`.
     """
@@ -118,12 +150,14 @@ class SegmentationDataModule(LightningDataModule):
                  color_jitter: float = 0.0, mean: Sequence[float] = IMAGENET_MEAN,
                  std: Sequence[float] = IMAGENET_STD, seed: int = 0,
                  pin_memory: bool | None = None, normalize_on_device: bool = False,
-                 **dataset_options) -> None:
+                 eval_mode: str = "whole", eval_tile: Sequence[int] | None = None,
+                 eval_stride: Sequence[int] | None = None, **dataset_options) -> None:
         super().__init__()
         self.name = name
         self.dataset_factory = dataset
         self.num_classes = num_classes
         self.input_size = tuple(input_size)
+        self.slide_window = slide_window(eval_mode, eval_tile, eval_stride, self.input_size)
         self._class_names = list(class_names) if class_names is not None else None
         self.ignore_index = ignore_index
         self.batch_size = batch_size
@@ -260,7 +294,7 @@ class SegmentationDataModule(LightningDataModule):
         if self.processes > 1:
             sampler = UnrepeatedDistributedSampler(dataset, num_replicas=self.processes,
                                                    rank=self._rank(), shuffle=False)
-        return self._loader(dataset, sampler=sampler)
+        return self._loader(dataset, sampler=sampler, collate_fn=collate_by_size)
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled with a permutation drawn from (seed, epoch) (Lightning sets the epoch), each
@@ -318,8 +352,11 @@ class SegmentationDataModule(LightningDataModule):
         return normalize_images(images, *self._normalization[images.device])
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        """Sample batches get network inputs; anything else (Lightning also passes the model
-        summary's example input through here) is left as it is."""
+        """Sample batches (and each of a list of them, one per size) get network inputs;
+        anything else (Lightning also passes the model summary's example input through here)
+        is left as it is."""
+        if isinstance(batch, list):
+            return [self.on_after_batch_transfer(part, dataloader_idx) for part in batch]
         if not isinstance(batch, dict) or "image" not in batch:
             return batch
         return {**batch, "image": self.prepare_images(batch["image"])}

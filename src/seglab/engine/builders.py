@@ -51,7 +51,9 @@ def resolve_class_weights(loss: dict, datamodule: SegmentationDataModule | None)
 def build_module(cfg: DictConfig, class_names: list[str],
                  datamodule: SegmentationDataModule | None = None) -> SegmentationModule:
     """The LightningModule with its network, loss, optimizer and scheduler from config;
-    `datamodule` is needed for `loss.class_weights: auto`."""
+    `datamodule` is needed for `loss.class_weights: auto`, and gives the sliding window of
+    `data.eval_mode: slide` (tiles run `data.batch_size` at a time); without it validation
+    and test take whole images."""
     optimizer = OmegaConf.to_container(cfg.optimizer, resolve=True)
     encoder_lr_mult = optimizer.pop("encoder_lr_mult", 1.0)
     module = SegmentationModule(
@@ -63,6 +65,8 @@ def build_module(cfg: DictConfig, class_names: list[str],
         class_names=class_names,
         ignore_index=cfg.data.ignore_index,
         encoder_lr_mult=encoder_lr_mult,
+        slide_window=datamodule.slide_window if datamodule is not None else None,
+        tiles_per_pass=cfg.data.batch_size,
     )
     module.example_input_array = torch.zeros(1, 3, *cfg.data.input_size)  # summary's FLOPs
     return module

@@ -1,4 +1,5 @@
-"""Callbacks that leave per-epoch results in the run folder or the experiment logger."""
+"""Callbacks that leave per-epoch (or per-validation) results in the run folder or the
+experiment logger."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
 from seglab.engine.plots import plot_curves, predict_samples, prediction_grid
+from seglab.engine.schedule import validates_by_steps
 from seglab.runs.crashes import heartbeat
 from seglab.runs.results import read_metrics, write_metrics_json
 
@@ -31,6 +33,8 @@ class EpochHistory(Callback):
     scores are logged, so an epoch's row is recorded when the next epoch starts or when
     training ends, or when the epoch-end checkpoint is written (after the module's hook), so
     that the checkpoint holds it: a run resumed from there starts with the next epoch.
+    A run that validates by steps gets one row per validation instead, with its `step`,
+    recorded at the validation's end, before that validation's checkpoints are written.
     """
 
     def __init__(self, output_dir: str) -> None:
@@ -40,22 +44,29 @@ class EpochHistory(Callback):
     def _record(self, trainer: Trainer, completed: int | None = None) -> None:
         """Append the row of the last completed epoch (or of epoch `completed` - 1), if not
         recorded yet (one process writes)."""
-        if not trainer.is_global_zero:
+        if not trainer.is_global_zero or validates_by_steps(trainer):
             return
         if completed is None:
             completed = trainer.fit_loop.epoch_progress.current.completed
+        if len(self.rows) < completed:
+            self._append(trainer, {"epoch": completed - 1})
+
+    def _append(self, trainer: Trainer, row: dict) -> None:
+        """`row` with every logged epoch metric and the learning rates, once the train scores
+        are logged."""
         metrics = {key: float(value) for key, value in trainer.callback_metrics.items()
                    if value.numel() == 1 and not key.endswith("_step")}
-        if len(self.rows) >= completed or "train/loss" not in metrics:
+        if "train/loss" not in metrics:
             return
         learning_rates = {f"lr/{group.get('name', i)}": group["lr"]
                           for i, group in enumerate(trainer.optimizers[0].param_groups)}
-        self.rows.append({"epoch": completed - 1, **metrics, **learning_rates})
+        self.rows.append({**row, **metrics, **learning_rates})
         self._write()
 
     def _write(self) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        columns = ["epoch"] + sorted({key for row in self.rows for key in row} - {"epoch"})
+        first = [key for key in ("step", "epoch") if key in self.rows[0]]
+        columns = first + sorted({key for row in self.rows for key in row} - set(first))
         with open(self.output_dir / "metrics.csv", "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
@@ -70,12 +81,19 @@ class EpochHistory(Callback):
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._record(trainer)
 
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """By steps: this validation's row (a resumed run does not repeat a recorded one)."""
+        step = trainer.global_step
+        if trainer.is_global_zero and validates_by_steps(trainer) and \
+                not trainer.sanity_checking and (not self.rows or self.rows[-1]["step"] < step):
+            self._append(trainer, {"step": step, "epoch": trainer.current_epoch})
+
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule,
                            checkpoint: dict) -> None:
         """At an epoch's end (its end hooks under way: processed, not yet completed) the epoch's
         row goes into the checkpoint with the rows before it."""
         progress = trainer.fit_loop.epoch_progress.current
-        if progress.processed > progress.completed:
+        if progress.processed > progress.completed and not validates_by_steps(trainer):
             self._record(trainer, completed=progress.processed)
             checkpoint["callbacks"][self.state_key] = self.state_dict()
 
@@ -89,15 +107,22 @@ class EpochHistory(Callback):
 
 class StepCheckpoint(ModelCheckpoint):
     """`last.ckpt` every `every_n_train_steps` training steps, so a killed run resumes close to
-    where it stopped; not at an epoch's last step. There, the epoch's validation is still to
-    run (the epoch-end checkpoint follows it), yet Lightning resumes such a checkpoint as if
-    the validation had run and skips it; the run resumes from the checkpoint before instead,
-    and repeats the same steps."""
+    where it stopped; not at an epoch's last step, nor at a step a validation follows (by
+    steps). There, the validation is still to run (the checkpoint written at its end follows),
+    yet Lightning resumes such a checkpoint as if the validation had run and skips it; the
+    run resumes from the checkpoint before instead, and repeats the same steps."""
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs,
                            batch, batch_idx: int) -> None:
-        if batch_idx + 1 < trainer.num_training_batches:
+        if batch_idx + 1 < trainer.num_training_batches and not validation_follows(trainer):
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+
+def validation_follows(trainer: Trainer) -> bool:
+    """Whether a run that validates by steps validates after the training batch now ending
+    (every `val_check_interval` batches counted over the run, as Lightning counts them)."""
+    batches = trainer.fit_loop.epoch_loop.batch_progress.total.ready
+    return validates_by_steps(trainer) and batches % trainer.val_check_batch == 0
 
 
 class Heartbeat(Callback):
@@ -205,9 +230,10 @@ class PredictionImages(Callback):
             if isinstance(logger, TensorBoardLogger):
                 grid = prediction_grid(samples, np.asarray(datamodule.palette, dtype=np.uint8),
                                        datamodule.ignore_index)
-                logger.experiment.add_image(PREDICTIONS_TAG, grid,
-                                            global_step=trainer.current_epoch,
-                                            dataformats="HWC")
+                logger.experiment.add_image(PREDICTIONS_TAG, grid, dataformats="HWC",
+                                            global_step=trainer.global_step
+                                            if validates_by_steps(trainer)
+                                            else trainer.current_epoch)
             else:
                 logger.experiment.log(wandb_payload(samples, pl_module.class_names,
                                                     datamodule.ignore_index,

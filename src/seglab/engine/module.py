@@ -15,7 +15,8 @@ from torchmetrics import MeanMetric
 from seglab import __version__
 from seglab.core.errors import ConfigError
 from seglab.engine.metrics import ConfusionMatrix, segmentation_scores
-from seglab.engine.schedule import SchedulerSpec
+from seglab.engine.schedule import SchedulerSpec, validates_by_steps
+from seglab.engine.sliding import slide_logits
 from seglab.models import SegmentationNet
 
 STAGES = ("train", "val", "test")
@@ -23,6 +24,11 @@ STAGES = ("train", "val", "test")
 # `_log_scores`), so Lightning's advice to log it with sync_dist=True does not apply here.
 warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting",
                         category=PossibleUserWarning)
+
+
+def by_size(batch: dict | list[dict]) -> list[dict]:
+    """An evaluation batch as the list of its same-size batches (`collate_by_size`)."""
+    return batch if isinstance(batch, list) else [batch]
 
 
 class TrainingDiverged(ConfigError):
@@ -34,11 +40,16 @@ class SegmentationModule(LightningModule):
 
     Logs, at each epoch's end, `<stage>/loss`, `<stage>/mIoU`, `pixel_acc`, `dice` and
     `iou_<class>`, plus `val/mIoU_best` (and `train/aux_loss` for nets with an auxiliary
-    head). The matrices and the mean losses are torchmetrics states, so under DDP they are
-    summed over processes before any metric is derived (exact for any split size); the last
-    test's summed matrix is kept as `test_confusion` (CPU int64, [true, predicted]) for the run
-    folder. Losses are computed in fp32 whatever the precision, and a NaN or infinite training
-    loss stops the run (`TrainingDiverged`) before its step.
+    head); a run that validates by steps logs its train scores at each validation instead,
+    over the steps since the one before. The matrices and the mean losses are torchmetrics
+    states, so under DDP they are summed over processes before any metric is derived (exact
+    for any split size); the last test's summed matrix is kept as `test_confusion` (CPU
+    int64, [true, predicted]) for the run folder. Validation and test run the net on whole
+    images, or with `slide_window` (tile, stride) on overlapping tiles whose logits are
+    averaged (`slide_logits`, `tiles_per_pass` at once); a batch of images of different
+    sizes comes as a list of batches, one per size. Losses are computed in fp32 whatever the
+    precision, and a NaN or infinite training loss stops the run (`TrainingDiverged`) before
+    its step.
 
     Under DDP every collective this module issues happens in `_log_scores`, in the same order
     on every process; what it logs is already synchronised and logged without `sync_dist`.
@@ -51,7 +62,9 @@ class SegmentationModule(LightningModule):
     def __init__(self, net: SegmentationNet, loss: nn.Module,
                  optimizer: Callable[..., torch.optim.Optimizer],
                  scheduler: SchedulerSpec | None, class_names: Sequence[str],
-                 ignore_index: int = 255, encoder_lr_mult: float = 1.0) -> None:
+                 ignore_index: int = 255, encoder_lr_mult: float = 1.0,
+                 slide_window: tuple[Sequence[int], Sequence[int]] | None = None,
+                 tiles_per_pass: int = 8) -> None:
         super().__init__()
         self.net = net
         self.loss = loss
@@ -60,6 +73,8 @@ class SegmentationModule(LightningModule):
         self.scheduler_spec = scheduler
         self.class_names = list(class_names)
         self.ignore_index = ignore_index
+        self.slide_window = slide_window
+        self.tiles_per_pass = tiles_per_pass
         self.confmats = nn.ModuleDict({
             f"{stage}_confmat": ConfusionMatrix(len(self.class_names), ignore_index)
             for stage in STAGES
@@ -68,6 +83,7 @@ class SegmentationModule(LightningModule):
         self.mean_aux_loss = MeanMetric()
         self.best_val_miou = -math.inf
         self.best_val_epoch: int | None = None
+        self.best_val_step: int | None = None
         self.val_scores: dict[str, float] = {}  # the last validation's, for metrics.json
         self.test_confusion: Tensor | None = None
         self._restored_train_epoch: int | None = None
@@ -80,10 +96,17 @@ class SegmentationModule(LightningModule):
         with torch.autocast(logits.device.type, enabled=False):
             return self.loss(logits.float(), target)
 
+    def evaluation_logits(self, images: Tensor) -> Tensor:
+        """Validation and test logits: of whole images, or averaged over sliding tiles."""
+        if self.slide_window is None:
+            return self.net(images)
+        return slide_logits(self.net, images, *self.slide_window, batch_size=self.tiles_per_pass)
+
     def _step(self, batch: dict, stage: str) -> Tensor:
-        logits = self.net(batch["image"])
+        images = batch["image"]
+        logits = self.net(images) if stage == "train" else self.evaluation_logits(images)
         loss = self.fp32_loss(logits, batch["mask"])
-        batch_size = batch["image"].shape[0]
+        batch_size = images.shape[0]
         if stage == "train":
             auxiliary = self.net.auxiliary_loss(self.fp32_loss, batch["mask"])
             if auxiliary is not None:
@@ -104,27 +127,36 @@ class SegmentationModule(LightningModule):
         completed = self.trainer.fit_loop.epoch_progress.current.completed
         last_good = f"epoch {completed - 1}" if completed else "none (in the first epoch)"
         best = "" if self.best_val_epoch is None else \
-            f"; best val/mIoU {self.best_val_miou:.4f} at epoch {self.best_val_epoch}, its " \
-            "checkpoint kept"
+            f"; best val/mIoU {self.best_val_miou:.4f} at {self._best_at()}, its checkpoint kept"
         raise TrainingDiverged(
             f"training diverged: the loss is {loss.item()} at step {self.global_step} (epoch "
             f"{self.current_epoch}, batch {batch_idx}); last completed epoch: {last_good}{best}; "
             "try a lower optimizer.lr or trainer.gradient_clip_val=1.0")
+
+    def _best_at(self) -> str:
+        """When the best validation ran, as the run counts: its epoch, or its step."""
+        if validates_by_steps(self.trainer):
+            return f"step {self.best_val_step} (epoch {self.best_val_epoch})"
+        return f"epoch {self.best_val_epoch}"
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         loss = self._step(batch, "train")
         self._stop_if_diverged(loss.detach(), batch_idx)
         return loss
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._step(batch, "val")
+    def validation_step(self, batch: dict | list[dict], batch_idx: int) -> None:
+        for part in by_size(batch):
+            self._step(part, "val")
 
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._step(batch, "test")
+    def test_step(self, batch: dict | list[dict], batch_idx: int) -> None:
+        for part in by_size(batch):
+            self._step(part, "test")
 
-    def predict_step(self, batch: dict, batch_idx: int) -> Tensor:
-        """Class-index masks [N, H, W]."""
-        return self.net(batch["image"]).argmax(1)
+    def predict_step(self, batch: dict | list[dict], batch_idx: int) -> Tensor | list[Tensor]:
+        """Class-index masks [N, H, W], computed as the test computes them; a list of them,
+        one per size, for a batch of images of different sizes."""
+        masks = [self.evaluation_logits(part["image"]).argmax(1) for part in by_size(batch)]
+        return masks if isinstance(batch, list) else masks[0]
 
     def _log_scores(self, stage: str) -> None:
         """The stage's epoch scores, from states summed over processes here, in one fixed order
@@ -140,7 +172,7 @@ class SegmentationModule(LightningModule):
         if stage == "val":
             if not self.trainer.sanity_checking and scores["val/mIoU"] > self.best_val_miou:
                 self.best_val_miou = scores["val/mIoU"]
-                self.best_val_epoch = self.current_epoch
+                self.best_val_epoch, self.best_val_step = self.current_epoch, self.global_step
             scores["val/mIoU_best"] = max(self.best_val_miou, scores["val/mIoU"])
             if not self.trainer.sanity_checking:
                 self.val_scores = dict(scores)
@@ -155,10 +187,17 @@ class SegmentationModule(LightningModule):
         if stage == "train":
             self.mean_aux_loss.reset()
 
+    def on_train_start(self) -> None:
+        """By steps, train states start here and after each validation, unless a checkpoint
+        brought the steps taken since the last validation."""
+        if validates_by_steps(self.trainer) and self._restored_train_epoch is None:
+            self._fresh_states("train")
+
     def on_train_epoch_start(self) -> None:
         """A fresh epoch's states, unless a checkpoint written in this epoch brought the steps it
         had already taken."""
-        if self._restored_train_epoch != self.current_epoch:
+        if not validates_by_steps(self.trainer) and \
+                self._restored_train_epoch != self.current_epoch:
             self._fresh_states("train")
         self._restored_train_epoch = None
 
@@ -169,10 +208,31 @@ class SegmentationModule(LightningModule):
         self._fresh_states("test")
 
     def on_train_epoch_end(self) -> None:
-        self._log_scores("train")
+        if not validates_by_steps(self.trainer):
+            self._log_scores("train")
 
     def on_validation_epoch_end(self) -> None:
+        """By steps, also the train scores of the steps since the last validation, and the
+        plateau schedules' step (before this validation's checkpoints are written)."""
+        by_steps = validates_by_steps(self.trainer) and not self.trainer.sanity_checking
+        if by_steps:
+            self._log_scores("train")
+            self._fresh_states("train")
         self._log_scores("val")
+        if by_steps:
+            self._step_plateaus()
+
+    def _step_plateaus(self) -> None:
+        """Plateau schedules watch this validation's score (SchedulerSpec: a val/ key)."""
+        for config in self.trainer.lr_scheduler_configs:
+            if config.reduce_on_plateau:
+                config.scheduler.step(self.val_scores[config.monitor])
+
+    def lr_scheduler_step(self, scheduler, metric) -> None:
+        """Lightning steps plateau schedules at epochs' ends; by steps they are stepped at each
+        validation instead (`_step_plateaus`)."""
+        if metric is None or not validates_by_steps(self.trainer):
+            super().lr_scheduler_step(scheduler, metric)
 
     def on_test_epoch_end(self) -> None:
         self._log_scores("test")
@@ -226,6 +286,7 @@ class SegmentationModule(LightningModule):
         checkpoint["seglab"] = {"version": __version__, "class_names": self.class_names,
                                 "best_val_miou": self.best_val_miou,
                                 "best_val_epoch": self.best_val_epoch,
+                                "best_val_step": self.best_val_step,
                                 "val_scores": self.val_scores,
                                 "train_epoch": self.current_epoch,
                                 "train_states": self._train_states()}
@@ -237,6 +298,7 @@ class SegmentationModule(LightningModule):
         saved = checkpoint.get("seglab", {})
         self.best_val_miou = saved.get("best_val_miou", -math.inf)
         self.best_val_epoch = saved.get("best_val_epoch")
+        self.best_val_step = saved.get("best_val_step")
         self.val_scores = dict(saved.get("val_scores", {}))
         if "train_states" in saved:
             self._restore_train_states(saved["train_states"])

@@ -13,6 +13,10 @@ UNACTIONABLE = (
     (r"Precision bf16-mixed is not supported by the model summary",
      r"lightning\.pytorch\.utilities\.model_summary",
      "only the summary's size estimate; training runs in bf16-mixed as asked"),
+    (r"ReduceLROnPlateau conditioned on metric .* not available but strict is set to `False`",
+     r"lightning\.pytorch\.loops\.training_epoch_loop",
+     "an epoch ended before a run that validates by steps first validated; its plateau "
+     "schedule is stepped at validations (SegmentationModule.lr_scheduler_step)"),
 )
 for _message, _module, _why in UNACTIONABLE:
     warnings.filterwarnings("ignore", message=_message, module=_module)

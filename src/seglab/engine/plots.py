@@ -22,16 +22,18 @@ from seglab.data.palette import class_palette, colorize  # noqa: E402
 
 
 def plot_curves(history: Sequence[dict], path: Path) -> None:
-    """Loss and mIoU per epoch, train and val, side by side."""
+    """Loss and mIoU per epoch (per validation's step, for rows with a `step`), train and val,
+    side by side."""
+    x_key = "step" if history and "step" in history[0] else "epoch"
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric in zip(axes, ("loss", "mIoU"), strict=True):
         for stage, style in (("train", "-o"), ("val", "-s")):
-            points = [(row["epoch"], row[f"{stage}/{metric}"]) for row in history
+            points = [(row[x_key], row[f"{stage}/{metric}"]) for row in history
                       if row.get(f"{stage}/{metric}") is not None]
             if points:
-                epochs, values = zip(*points, strict=True)
-                ax.plot(epochs, values, style, label=stage, markersize=4)
-        ax.set_xlabel("epoch")
+                positions, values = zip(*points, strict=True)
+                ax.plot(positions, values, style, label=stage, markersize=4)
+        ax.set_xlabel(x_key)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(metric)
         ax.grid(alpha=0.3)

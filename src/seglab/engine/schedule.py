@@ -8,6 +8,15 @@ from dataclasses import dataclass
 from lightning import Trainer
 from torch.optim import Optimizer
 
+from seglab.core.errors import ConfigError
+
+
+def validates_by_steps(trainer: Trainer) -> bool:
+    """Whether the run validates every `val_check_interval` training batches counted over the
+    whole run (`check_val_every_n_epoch: null`, as runs counted in iterations do) rather than
+    once per epoch: its history rows, train scores and plateau steps then follow validations."""
+    return trainer.check_val_every_n_epoch is None
+
 
 @dataclass
 class SchedulerSpec:
@@ -15,7 +24,9 @@ class SchedulerSpec:
 
     `horizon_arg`, when set, names the constructor argument (e.g. `total_iters`, `T_max`) that
     receives the run's total number of steps (`interval: step`) or epochs (`interval: epoch`).
-    `monitor` names the logged metric a plateau scheduler watches.
+    `monitor` names the logged metric a plateau scheduler watches; in a run that validates
+    by steps the module steps it at each validation's end, so its patience counts
+    validations, not epochs that end between them.
     """
 
     factory: Callable[..., object]
@@ -35,9 +46,16 @@ class SchedulerSpec:
                        else trainer.max_epochs)
             if horizon is None or horizon < 1 or horizon == float("inf"):
                 raise ValueError(f"scheduler {self.horizon_arg} needs a finite run length; set "
-                                 "trainer.max_epochs (or use scheduler=none / plateau)")
+                                 "trainer.max_epochs or trainer.max_steps (or use "
+                                 "scheduler=none / plateau)")
             options[self.horizon_arg] = int(horizon)
         config = {"scheduler": self.factory(optimizer, **options), "interval": self.interval}
         if self.monitor is not None:
-            config["monitor"] = self.monitor
+            by_steps = validates_by_steps(trainer)
+            if by_steps and not self.monitor.startswith("val/"):
+                raise ConfigError(f"scheduler.monitor = {self.monitor}: a run that validates by "
+                                  "steps steps this schedule at each validation; expected a "
+                                  "val/ score, such as val/mIoU")
+            # by steps, the first epochs may end before the first validation: nothing to watch
+            config.update(monitor=self.monitor, strict=not by_steps)
         return config

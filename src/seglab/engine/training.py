@@ -3,8 +3,10 @@ build the data, module and trainer, fit, test the best checkpoint, finish the fo
 
 from __future__ import annotations
 
+import math
 import time
 
+from lightning import Trainer
 from omegaconf import DictConfig
 
 from seglab.core.checkpoints import trusted
@@ -65,8 +67,10 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
         "gflops": count_gflops(module.net, *datamodule.input_size),
         "input_size": list(datamodule.input_size),
         "train_seconds": round(train_seconds, 2),
-        "epochs": trainer.fit_loop.epoch_progress.current.completed,
+        "epochs": epochs_trained(trainer),
         "best_epoch": module.best_val_epoch,
+        "steps": trainer.global_step,
+        "best_step": module.best_val_step,
         "skipped_samples": len(datamodule.skipped),
         "checkpoint": best or None,
         **reproduction_record(cfg),
@@ -75,6 +79,14 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     write_pictures(run, module, datamodule)
     finish_run(run, metrics)
     return metrics, objects
+
+
+def epochs_trained(trainer: Trainer) -> int:
+    """The epochs the run trained in, the last one possibly in part (a run counted in steps
+    stops mid-epoch), from the batches it trained: the same for a resumed run, whose last
+    epoch Lightning never ends when the checkpoint it resumed from already had every step."""
+    batches = trainer.fit_loop.epoch_loop.batch_progress.total.completed
+    return math.ceil(batches / trainer.num_training_batches) if batches else 0
 
 
 def write_pictures(run: Run, module, datamodule) -> None:

@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -12,8 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from seglab.core.errors import ConfigError
+from seglab.engine.sliding import Net, slide_logits
 
-Net = Callable[[Tensor], Tensor]
 WINDOWS = ("flat", "hann")
 
 
@@ -44,55 +43,12 @@ class InferenceOptions:
             raise ConfigError(f"predict.scales must be positive factors, got {self.scales}")
 
 
-def tile_starts(length: int, tile: int, stride: int) -> list[int]:
-    """Start offsets of tiles along one side: every `stride`, the last one flush with the end
-    (one tile at 0 when the side fits in a tile)."""
-    if length <= tile:
-        return [0]
-    count = math.ceil((length - tile) / stride) + 1
-    return sorted({min(index * stride, length - tile) for index in range(count)})
-
-
-def tile_window(height: int, width: int, kind: str, device: torch.device) -> Tensor:
-    """Per-pixel weight of a tile's logits: flat, or a Hann window (never quite zero, so
-    border pixels covered by one tile keep their prediction)."""
-    if kind == "flat":
-        return torch.ones(height, width, device=device)
-    rows = torch.hann_window(height + 2, periodic=False, device=device)[1:-1]
-    cols = torch.hann_window(width + 2, periodic=False, device=device)[1:-1]
-    return torch.outer(rows, cols).clamp(min=1e-3)
-
-
-def slide_logits(net: Net, images: Tensor, options: InferenceOptions) -> Tensor:
-    """Logits of images larger than a tile: overlapping tiles run in batches, their logits
-    weighted by the window and averaged where they overlap."""
-    batch, _, height, width = images.shape
-    tile_h, tile_w = min(options.tile[0], height), min(options.tile[1], width)
-    stride_h = max(1, round(tile_h * (1 - options.overlap)))
-    stride_w = max(1, round(tile_w * (1 - options.overlap)))
-    boxes = [(top, left) for top in tile_starts(height, tile_h, stride_h)
-             for left in tile_starts(width, tile_w, stride_w)]
-    weight = tile_window(tile_h, tile_w, options.window, images.device)
-    total = count = None
-    for image_index in range(batch):
-        for start in range(0, len(boxes), options.batch_size):
-            chunk = boxes[start:start + options.batch_size]
-            tiles = torch.stack([images[image_index, :, top:top + tile_h, left:left + tile_w]
-                                 for top, left in chunk])
-            logits = net(tiles).float()
-            if total is None:
-                total = logits.new_zeros(batch, logits.shape[1], height, width)
-                count = logits.new_zeros(batch, 1, height, width)
-            for (top, left), tile_logits in zip(chunk, logits, strict=True):
-                total[image_index, :, top:top + tile_h, left:left + tile_w] += tile_logits * weight
-                count[image_index, :, top:top + tile_h, left:left + tile_w] += weight
-    return total / count
-
-
 def forward_logits(net: Net, images: Tensor, options: InferenceOptions) -> Tensor:
     """Logits at the images' size, by the chosen mode, without augmentation."""
     if options.mode == "slide":
-        return slide_logits(net, images, options)
+        stride = [max(1, round(side * (1 - options.overlap))) for side in options.tile]
+        return slide_logits(net, images, options.tile, stride, options.window,
+                            options.batch_size)
     return net(images).float()
 
 

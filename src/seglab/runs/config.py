@@ -168,6 +168,11 @@ def _is_scale_range(value) -> bool:
     return value is None or (_are_numbers(value, 2) and 0 < value[0] <= value[1])
 
 
+def _is_size(value) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(
+        _is_int(side) and side >= 1 for side in value)
+
+
 # key -> (test, what was expected); checked only where the key is present in the config.
 TYPED_KEYS = {
     "seed": (_is_int, "an integer"),
@@ -179,8 +184,12 @@ TYPED_KEYS = {
     "data.num_workers": (lambda v: v == "auto" or (_is_int(v) and v >= 0),
                          "auto or a non-negative integer"),
     "data.ignore_index": (_is_int, "an integer"),
-    "data.input_size": (lambda v: isinstance(v, list) and len(v) == 2 and all(
-        _is_int(side) and side >= 1 for side in v), "a [height, width] pair of positive integers"),
+    "data.input_size": (_is_size, "a [height, width] pair of positive integers"),
+    "data.eval_mode": (lambda v: v in ("whole", "slide"), "whole or slide"),
+    "data.eval_tile": (lambda v: v is None or _is_size(v),
+                       "null (data.input_size) or a [height, width] pair of positive integers"),
+    "data.eval_stride": (lambda v: v is None or _is_size(v), "null (two thirds of the tile) "
+                         "or a [height, width] pair of positive integers"),
     "data.mean": (lambda v: _are_numbers(v, 3), "3 numbers, one per RGB channel"),
     "data.std": (lambda v: _are_numbers(v, 3) and min(v) > 0,
                  "3 positive numbers, one per RGB channel"),
@@ -194,6 +203,14 @@ TYPED_KEYS = {
     "model.encoder_depth": (lambda v: _is_int(v) and 1 <= v <= 5, "an integer from 1 to 5"),
     "trainer.max_epochs": (lambda v: v is None or v == -1 or (_is_int(v) and v >= 1),
                            "a positive integer, -1 (no limit) or null"),
+    "trainer.max_steps": (lambda v: v == -1 or (_is_int(v) and v >= 1),
+                          "a positive number of training steps, or -1 (no limit)"),
+    "trainer.check_val_every_n_epoch": (lambda v: v is None or (_is_int(v) and v >= 1),
+                                        "a positive integer, or null (validate every "
+                                        "trainer.val_check_interval steps)"),
+    "trainer.val_check_interval": (lambda v: v is None or isinstance(v, str | dict) or (
+        _is_int(v) and v >= 1) or (isinstance(v, float) and 0 < v <= 1), "null, a positive "
+        "number of training batches, a fraction of an epoch in (0, 1] or a time (DD:HH:MM:SS)"),
     "optimizer.lr": (lambda v: _is_number(v) and v > 0, "a positive number"),
     "optimizer.weight_decay": (lambda v: _is_number(v) and v >= 0, "a non-negative number"),
     "optimizer.momentum": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
@@ -259,12 +276,37 @@ def _check_classes(cfg: DictConfig) -> None:
 
 
 def _check_run_length(cfg: DictConfig) -> None:
-    """A schedule over the whole run needs a finite one."""
+    """A schedule over the whole run needs a finite one, in epochs or in steps."""
     horizon = OmegaConf.select(cfg, "scheduler.horizon_arg")
-    if OmegaConf.select(cfg, "trainer.max_epochs") == -1 and horizon is not None:
+    no_steps = OmegaConf.select(cfg, "trainer.max_steps", default=-1) == -1
+    if OmegaConf.select(cfg, "trainer.max_epochs") == -1 and no_steps and horizon is not None:
         raise ConfigError("config key trainer.max_epochs = -1 (no limit): the scheduler sets "
-                          f"its {horizon} from the run's length; expected a positive number of "
-                          "epochs, or scheduler=none or scheduler=plateau")
+                          f"its {horizon} from the run's length and trainer.max_steps = -1 sets "
+                          "none either; expected a positive number of epochs or "
+                          "trainer.max_steps=N, or scheduler=none or scheduler=plateau")
+
+
+def _check_validation_interval(cfg: DictConfig) -> None:
+    """Validation counted over the run's steps (`check_val_every_n_epoch: null`) needs a
+    number of steps to count."""
+    if OmegaConf.select(cfg, "trainer.check_val_every_n_epoch", default=1) is not None:
+        return
+    interval = OmegaConf.select(cfg, "trainer.val_check_interval")
+    if not (_is_int(interval) and interval >= 1):
+        raise ConfigError(f"config key trainer.val_check_interval = {interval!r}: with "
+                          "trainer.check_val_every_n_epoch=null validation is counted in "
+                          "training steps; expected a positive integer, such as "
+                          "trainer.val_check_interval=1000")
+
+
+def _check_eval_window(cfg: DictConfig) -> None:
+    """Sliding tiles that leave no pixel between them: a stride at most the tile."""
+    stride = OmegaConf.select(cfg, "data.eval_stride")
+    tile = OmegaConf.select(cfg, "data.eval_tile") or OmegaConf.select(cfg, "data.input_size")
+    if stride is not None and any(step > side for step, side in zip(stride, tile, strict=True)):
+        raise ConfigError(f"config key data.eval_stride = {list(stride)}: expected at most the "
+                          f"tile {list(tile)} (data.eval_tile; null: data.input_size) on each "
+                          "side, or pixels between tiles would go unpredicted")
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -276,6 +318,8 @@ def check_config(cfg: DictConfig) -> None:
     _check_types(cfg)
     _check_classes(cfg)
     _check_run_length(cfg)
+    _check_validation_interval(cfg)
+    _check_eval_window(cfg)
     model = OmegaConf.select(cfg, "model.name")
     encoder = OmegaConf.select(cfg, "model.encoder")
     if model is not None and encoder is not None:
