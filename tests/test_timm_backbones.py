@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 from timm.models import _hub as timm_hub
 
-from conftest import TINY, compose_config
+from conftest import TINY, compose_config, run_cli
 from seglab.core.errors import ConfigError
 from seglab.models import MODELS, build_model, count_parameters
 from seglab.models.backbones import describe
@@ -70,7 +70,9 @@ def test_an_impossible_pair_is_one_line_naming_why_and_what_works(model, encoder
     with pytest.raises(ValueError) as refused:
         build_model(model, encoder, num_classes=3)
     message = str(refused.value)
-    assert message.startswith(f"model {model!r} does not support encoder {encoder!r}: {reason}")
+    shown = encoder.removeprefix("tu-")  # as the user types it
+    assert message.startswith(f"model {model!r} does not support encoder {shown!r}: {reason}")
+    assert "tu-" not in message
     assert "\n" not in message and "encoders that work: " in message
     if works is not None:
         takers = message.split("models that take ")[1]
@@ -81,6 +83,11 @@ def test_an_unknown_timm_name_lists_the_closest_ones():
     with pytest.raises(ValueError, match=r"^encoder.name 'convnxt_tiny' is not a timm model; "
                                          r"closest timm names: convnext_tiny, "):
         build_model("unet", "tu-convnxt_tiny", num_classes=3)
+    with pytest.raises(ValueError, match=r"^encoder.name 'convnext_tiny.fb_in99k': timm has no "
+                                         r"weights tag 'fb_in99k' for convnext_tiny; its tags: "
+                                         r".*fb_in22k"):
+        build_model("unet", "tu-convnext_tiny.fb_in99k", num_classes=3)
+    assert describe("tu-convnext_tiny.fb_in22k").hierarchical
     with pytest.raises(ValueError, match=r"unknown encoder 'resnet19'; closest smp encoders: "
                                          r"resnet18.*encoder=timm encoder.name="):
         build_model("unet", "resnet19", num_classes=3)
@@ -122,9 +129,14 @@ def test_encoder_timm_selects_any_timm_model_through_the_config(tmp_path):
     refused = compose_config("train", tmp_path, [*TINY, "model=deeplabv3", "encoder=timm",
                                                  "encoder.name=swin_tiny_patch4_window7_224"])
     with pytest.raises(ConfigError, match=re.escape(
-            "model 'deeplabv3' does not support encoder 'tu-swin_tiny_patch4_window7_224': "
+            "model 'deeplabv3' does not support encoder 'swin_tiny_patch4_window7_224': "
             "it needs a backbone that can dilate")):
         check_config(refused)
+    unnamed = run_cli(["seglab-train", *TINY, "encoder=timm", f"hydra.run.dir={tmp_path}/run"],
+                      cwd=tmp_path)
+    assert unnamed.returncode == 1
+    assert unnamed.stderr.strip() == ("error: encoder.name: no value given; expected one on the "
+                                      "command line, such as encoder.name=<value>")
     typo = compose_config("train", tmp_path, [*TINY, "encoder=timm", "encoder.name=convnxt_tiny"])
     with pytest.raises(ConfigError, match="'convnxt_tiny' is not a timm model; closest"):
         check_config(typo)

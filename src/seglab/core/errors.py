@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 from hydra.errors import InstantiationException
-from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+from omegaconf.errors import (
+    InterpolationToMissingValueError,
+    MissingMandatoryValue,
+    OmegaConfBaseException,
+)
 
 
 class ConfigError(ValueError):
@@ -32,7 +38,11 @@ def one_line(error: BaseException) -> str:
         cause = error.__cause__ if error.__cause__ is not None else lines[0]
         where = f"config group '{key}': " if key else ""
         return " ".join(f"{where}{cause}".split())
-    if isinstance(error, MissingMandatoryValue) and error.full_key:
-        return (f"{error.full_key}: no value given; expected one on the command line, "
-                f"such as {error.full_key}=<value>")
+    if isinstance(error, MissingMandatoryValue | InterpolationToMissingValueError) \
+            and error.full_key:
+        # a missing value read through an interpolation names the value, not the reader
+        missing = re.search(r"Missing mandatory value: (\S+)", str(error))
+        key = missing.group(1) if missing else error.full_key
+        return (f"{key}: no value given; expected one on the command line, "
+                f"such as {key}=<value>")
     return " ".join(str(error).split())

@@ -5,7 +5,7 @@ these reports which heads accept which backbones (models/registry.py)."""
 from __future__ import annotations
 
 import difflib
-import math
+import inspect
 import warnings
 from dataclasses import dataclass
 from functools import cache
@@ -45,11 +45,9 @@ class Backbone:
 
     @property
     def pad_multiple(self) -> int:
-        """Input sides are padded to a multiple of this: the deepest stride and the patch (for
-        a plain transformer, twice the patch: DPT halves its patch grid)."""
-        if not self.hierarchical:
-            return 2 * self.patch
-        return math.lcm(max(self.strides), self.patch)
+        """Input sides are padded to a multiple of this: the deepest stride (which covers the
+        patch embedding), or for a plain transformer twice its patch (DPT halves the grid)."""
+        return max(self.strides) if self.hierarchical else 2 * self.patch
 
 
 def timm_name(encoder: str) -> str | None:
@@ -65,9 +63,13 @@ def smp_name(encoder: str) -> str:
 def check_timm_name(name: str) -> None:
     """ValueError naming the closest timm models, unless timm has model `name` (an optional
     pretrained tag after a dot, e.g. convnext_tiny.fb_in22k, is allowed)."""
-    base, _ = timm.models.split_model_name_tag(name)
-    if timm.is_model(base):
+    base, tag = timm.models.split_model_name_tag(name)
+    if timm.is_model(base) and (not tag or name in timm.list_pretrained(f"{base}.*")):
         return
+    if timm.is_model(base):
+        tags = [known.split(".", 1)[1] for known in timm.list_pretrained(f"{base}.*")]
+        raise ValueError(f"encoder.name {name!r}: timm has no weights tag {tag!r} for {base}; "
+                         f"its tags: {', '.join(tags) or 'none (no pretrained weights)'}")
     close = difflib.get_close_matches(base, timm.list_models(), n=5, cutoff=0.6)
     hint = f"closest timm names: {', '.join(close)}" if close else \
         "see timm.list_models() for the names"
@@ -100,14 +102,14 @@ def _describe_timm(name: str) -> Backbone:
             dilatable = True
         except (TypeError, AssertionError, ValueError, RuntimeError, AttributeError):
             dilatable = False
-    transformer_style = strides == tuple(2 ** (i + 2) for i in range(len(strides)))
-    cnn_style = strides == tuple(2 ** (i + 1) for i in range(len(strides)))
-    hierarchical = bool(strides) and (transformer_style or cnn_style) and len(strides) >= 4
+    # smp's universal encoder: strides 4..32 (transformer style) or 2..32 (CNN style)
+    transformer_style = strides == (4, 8, 16, 32)
+    hierarchical = transformer_style or strides == (2, 4, 8, 16, 32)
     if transformer_style:
         strides, channels = (2, *strides), (0, *channels)
     patch = getattr(getattr(model, "patch_embed", None), "patch_size", 1)
     patch = max(patch) if isinstance(patch, tuple) else int(patch)
-    dynamic = "dynamic_img_size" in type(model).__init__.__code__.co_varnames
+    dynamic = "dynamic_img_size" in inspect.signature(type(model)).parameters
     config = model.pretrained_cfg
     fixed = None if dynamic or not config.get("fixed_input_size") else \
         tuple(config["input_size"][-2:])

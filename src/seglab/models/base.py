@@ -71,8 +71,8 @@ class SegmentationNet(nn.Module, ABC):
     def forward(self, images: Tensor) -> Tensor:
         height, width = images.shape[-2:]
         stride = self.output_stride
-        pad_h = max(-height % stride, self.min_size - height)
-        pad_w = max(-width % stride, self.min_size - width)
+        pad_h = max(height, self.min_size) - height + (-max(height, self.min_size) % stride)
+        pad_w = max(width, self.min_size) - width + (-max(width, self.min_size) % stride)
         # a traced or exported graph keeps this choice for every size: there it always pads
         if pad_h or pad_w or torch.jit.is_tracing() or torch.compiler.is_exporting():
             images = F.pad(images, (0, pad_w, 0, pad_h))

@@ -102,6 +102,8 @@ def refusal(name: str, encoder: str) -> str | None:
     """Why model `name` cannot run on `encoder`, or None when it can; a ValueError for an
     unknown model or backbone (an unknown timm name lists the closest ones)."""
     spec = _spec(name)
+    if spec.only == ("none",):
+        return None if encoder == "none" else "it takes no encoder (encoder=none)"
     if spec.only:
         return None if encoder in spec.only else f"it is built on {', '.join(spec.only)} only"
     if encoder == "none":
@@ -119,15 +121,17 @@ def supported_encoders(name: str) -> tuple[str, ...]:
 
 def check_pair(name: str, encoder: str) -> None:
     """Raise ValueError naming the pair, why it cannot work and what would, if `name` refuses
-    `encoder`."""
+    `encoder` (timm backbones named as the user types them, without smp's `tu-`)."""
     reason = refusal(name, encoder)
     if reason is None:
         return
+    shown = encoder.removeprefix("tu-")
     other_heads = [model for model in MODELS if model != name and encoder != "none"
                    and not MODELS[model].only and refusal(model, encoder) is None]
-    heads = f"; models that take {encoder}: {', '.join(other_heads)}" if other_heads else ""
-    raise ValueError(f"model {name!r} does not support encoder {encoder!r}: {reason}; "
-                     f"encoders that work: {', '.join(supported_encoders(name))}{heads}")
+    heads = f"; models that take {shown}: {', '.join(other_heads)}" if other_heads else ""
+    working = ", ".join(known.removeprefix("tu-") for known in supported_encoders(name))
+    raise ValueError(f"model {name!r} does not support encoder {shown!r}: {reason}; "
+                     f"encoders that work: {working}{heads}")
 
 
 def build_model(name: str, encoder: str, num_classes: int, encoder_weights: str | None = None,

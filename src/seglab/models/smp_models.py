@@ -76,7 +76,7 @@ def build_smp(name: str, encoder: str, num_classes: int,
                   lambda: ARCHITECTURES[name](encoder_name=smp_name(encoder),
                                               classes=num_classes, **arguments, **options),
                   HUB_HINT)
-    if options.get("encoder_depth", 5) < 5:
+    if name != "dpt" and options.get("encoder_depth", 5) < 5:  # DPT's: blocks read, not stages
         drop_unused_stages(model.encoder)
     return SmpNet(model, describe(encoder).pad_multiple, MIN_SIZE.get(name, 0))
 

@@ -134,12 +134,12 @@ OmegaConf.register_new_resolver("log_suffix", log_suffix, replace=True)
 def select_sole_encoder(cfg: DictConfig, overrides: list[str]) -> None:
     """A model that accepts a single encoder (unet_classic, fcn8s, lraspp) selects it by
     itself, unless the command line names an encoder (which is then checked as usual)."""
-    from seglab.models import MODELS, supported_encoders
+    from seglab.models import MODELS
 
     model, encoder = OmegaConf.select(cfg, "model.name"), OmegaConf.select(cfg, "encoder.name")
     if model not in MODELS or encoder is None:
         return
-    encoders = supported_encoders(model)
+    encoders = MODELS[model].only
     named = any(item.lstrip("+~").split("=", 1)[0] == "encoder" for item in overrides)
     if len(encoders) != 1 or encoder == encoders[0] or named:
         return
