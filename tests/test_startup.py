@@ -39,7 +39,7 @@ def test_help_answers_without_torch(module, tmp_path):
     code, imported, out, err = run_entry(module, "--help", cwd=tmp_path)
     assert code == 0, err[-2000:]
     assert f"{module} is powered by Hydra." in out
-    assert "model: deeplabv3, deeplabv3plus, fcn" in out  # the config groups and their choices
+    assert "model: deeplabv3, deeplabv3plus, dpt, fcn" in out  # the config groups, their choices
     assert imported == []
 
 
@@ -52,9 +52,9 @@ def test_hydra_help_answers_without_torch(tmp_path):
 
 @pytest.mark.parametrize("module, argument, message", [
     ("train", "model=unett", "error: unknown model 'unett' in 'model=unett'; valid choices for "
-                             "model: deeplabv3, deeplabv3plus, fcn, fcn8s,"),
+                             "model: deeplabv3, deeplabv3plus, dpt, fcn, fcn8s,"),
     ("eval", "data=vocc", "error: unknown data 'vocc' in 'data=vocc'; valid choices for data: "
-                          "art, bdd, coco,"),
+                          "ade20k, art, bdd, camvid, cityscapes, coco,"),
     ("check_data", "data=vocc", "error: unknown data 'vocc'"),
     ("predict", "logger=[csv,tensorbord]", "error: unknown logger 'tensorbord' in "
                                            "'logger=[csv,tensorbord]'"),
