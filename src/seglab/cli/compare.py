@@ -1,4 +1,5 @@
-"""seglab-compare: run folders (a sweep, several runs, a glob) become one table and one chart.
+"""seglab-compare: run folders (a sweep, several runs, a glob) become one table and one chart;
+`--dashboard` serves optuna-dashboard on a search's study instead.
 
 It only reads folders, so it never imports torch, lightning or hydra.
 """
@@ -20,9 +21,10 @@ from seglab.reports.compare import build_comparison
 from seglab.reports.compare_chart import render_chart
 from seglab.reports.compare_report import Column, display_columns, markdown_report, markdown_table
 from seglab.reports.run_folders import CompareError, find_runs, read_runs, status_summary
+from seglab.sweeps.dashboard import DashboardError, serve
 
 MAX_WIDTH = 100  # the terminal view fits 100 columns, or the terminal if it is narrower
-STATUS_STYLES = {"failed": "red", "running": "yellow", "unfinished": "yellow"}
+STATUS_STYLES = {"pruned": "cyan", "failed": "red", "running": "yellow", "unfinished": "yellow"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -45,7 +47,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--group-by", default="", metavar="KEYS",
                         help="override keys, comma-separated (e.g. seed): one row per group "
                              "with mean ± std and n")
-    return parser.parse_args(argv)
+    dashboard = parser.add_argument_group(
+        "dashboard", "serve optuna-dashboard on a search's study (PATH: the sweep folder, with "
+                     "optuna.journal or optuna.db) until Ctrl-C, instead of writing the table")
+    dashboard.add_argument("--dashboard", action="store_true",
+                           help="trials, intermediate values and pruned trials in the browser "
+                                "(needs seglab[optuna])")
+    dashboard.add_argument("--host", default="127.0.0.1",
+                           help="address to listen on (default: 127.0.0.1, this machine only)")
+    dashboard.add_argument("--port", type=int, default=8080,
+                           help="port to listen on (default: 8080)")
+    args = parser.parse_args(argv)
+    if args.dashboard and len(args.paths) != 1:
+        parser.error("--dashboard takes one sweep folder")
+    return args
 
 
 def _style(column: Column, row: int) -> str:
@@ -112,9 +127,23 @@ def print_table(columns: Sequence[Column], summary: str) -> None:
         console.print(dropped_note(dropped, console.width), highlight=False, no_wrap=True)
 
 
+def serve_dashboard(args: argparse.Namespace) -> None:
+    """`--dashboard`: serve until Ctrl-C, which is the normal way to stop (exit 0)."""
+    try:
+        serve(Path(args.paths[0]).expanduser(), args.host, args.port)
+    except DashboardError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(error.code) from None
+    except KeyboardInterrupt:
+        print("dashboard stopped", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
     """The `seglab-compare` console script; a bad path or key is one line on stderr."""
     args = parse_args(argv)
+    if args.dashboard:
+        serve_dashboard(args)
+        return
     try:
         sources = find_runs(args.paths)
         runs = read_runs(sources)

@@ -21,14 +21,20 @@ from seglab.engine.builders import (
 )
 from seglab.engine.confusion_plots import write_confusion_outputs
 from seglab.engine.plots import plot_predictions
+from seglab.engine.pruning import TrialReport
 from seglab.models import count_gflops, count_parameters
 from seglab.runs.folder import Run, check_free_space, completed_record, finish_run, start_run
 from seglab.runs.hparams import log_final_results
 from seglab.runs.reproduction import reproduction_record
+from seglab.runs.search_trial import current as current_trial
+from seglab.runs.search_trial import in_trial
 
 
 def train(cfg: DictConfig) -> tuple[dict, dict]:
     """Train, test the best checkpoint, write metrics.json, the test confusion matrix and plots.
+
+    In a search trial every validation reports the optimized metric to the trial; a trial its
+    pruner stops ends there, untested, with metrics.json status "pruned".
 
     With `resume=<run folder>` the run continues from its last.ckpt with its own config.
     Under DDP every process trains and tests; only global rank zero writes the run's files.
@@ -44,7 +50,9 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
         stop_on_data_problems(datamodule, class_names)
     module = build_module(cfg, class_names, datamodule)
     check_free_space(run.folder, checkpoint_bytes(module))
-    trainer = build_trainer(cfg, build_callbacks(cfg), build_loggers(cfg), run.already_read)
+    pruning = TrialReport(cfg.optimized_metric) if in_trial() else None
+    trainer = build_trainer(cfg, build_callbacks(cfg) + ([pruning] if pruning else []),
+                            build_loggers(cfg), run.already_read)
     datamodule.batch_share(trainer.world_size)
     objects = {"datamodule": datamodule, "module": module, "trainer": trainer}
 
@@ -55,9 +63,11 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
         train_seconds = time.perf_counter() - started
         val_logged = dict(module.val_scores)  # also when a resumed run only had to finish
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        trainer.test(module, datamodule=datamodule, ckpt_path=best or None,
-                     weights_only=not trusted(cfg), verbose=False)
-        test_logged = dict(trainer.callback_metrics)
+        pruned = pruning is not None and pruning.pruned
+        if not pruned:  # a pruned trial ends at once: no test
+            trainer.test(module, datamodule=datamodule, ckpt_path=best or None,
+                         weights_only=not trusted(cfg), verbose=False)
+        test_logged = {} if pruned else dict(trainer.callback_metrics)
     if not trainer.is_global_zero:  # under DDP, rank zero alone writes the folder
         return {}, objects
 
@@ -75,6 +85,8 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
         "checkpoint": best or None,
         **reproduction_record(cfg),
     })
+    if pruned:
+        metrics = {**metrics, "status": "pruned", "pruned": current_trial().pruned}
     log_final_results(trainer.loggers, cfg, metrics)
     write_pictures(run, module, datamodule)
     finish_run(run, metrics)

@@ -178,11 +178,12 @@ def _one_line(text) -> str | None:
 
 def run_frame(runs: Sequence[Run], overrides: Sequence[str],
               metrics: Sequence[Metric]) -> pd.DataFrame:
-    """One row per run, under the CSV's column names; scores only for completed runs."""
+    """One row per run, under the CSV's column names; scores only for completed runs and for
+    pruned ones (a search stopped them: their validation scores when it did)."""
     labels = {run.folder: run.label for run in runs}
     rows = []
     for run in runs:
-        scores = run.metrics if run.status == "completed" else {}
+        scores = run.metrics if run.status in ("completed", "pruned") else {}
         source = run.metrics.get("reproduces")
         rows.append({"run": run.label, "status": run.status, **run.identity,
                      **{key: run.overrides.get(key) for key in overrides},
@@ -203,13 +204,16 @@ def group_frame(frame: pd.DataFrame, keys: Sequence[str],
     (over completed runs; std with ddof=1), then the group's run labels."""
     status = frame["status"]
     counted = frame.assign(n=status.eq("completed").astype(int),
+                           n_pruned=status.eq("pruned").astype(int),
                            n_failed=status.isin(["failed", "crashed"]).astype(int))
-    counted["n_unfinished"] = 1 - counted["n"] - counted["n_failed"]
+    counted["n_unfinished"] = 1 - counted["n"] - counted["n_pruned"] - counted["n_failed"]
+    columns = [metric.column for metric in metrics]
+    counted[columns] = counted[columns].where(status.eq("completed"), axis=0)
     groups = counted.groupby(list(keys), dropna=False, sort=False) if keys \
         else counted.groupby(lambda _: 0)
     scores = groups[[metric.column for metric in metrics]].agg(["mean", "std"])
     scores.columns = [f"{column}_{stat}" for column, stat in scores.columns]
-    counts = groups[["n", "n_failed", "n_unfinished"]].sum()
+    counts = groups[["n", "n_pruned", "n_failed", "n_unfinished"]].sum()
     runs = groups["run"].agg(" ".join).rename("runs")
     return pd.concat([counts, scores, runs], axis=1).reset_index(drop=not keys)
 

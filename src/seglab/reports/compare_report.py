@@ -11,8 +11,10 @@ import pandas as pd
 from seglab.reports.compare import Comparison, Metric
 
 TEXT_PRIORITY = {"run": 0, "status": 0, "model": 1, "encoder": 1, "n": 1, "data": 2,
-                 "n_failed": 2, "n_unfinished": 2, "error": 3, "reproduces": 4, "runs": 5}
-COUNT_HEADERS = {"n_failed": "failed", "n_unfinished": "unfinished"}  # shown empty when 0
+                 "n_pruned": 2, "n_failed": 2, "n_unfinished": 2, "error": 3, "reproduces": 4,
+                 "runs": 5}
+# shown empty when 0
+COUNT_HEADERS = {"n_pruned": "pruned", "n_failed": "failed", "n_unfinished": "unfinished"}
 CSV_ONLY = {"run_dir"}
 
 
@@ -37,7 +39,8 @@ def best_rows(values: pd.Series, better: str | None) -> list[bool]:
 
 
 def score_column(comparison: Comparison, metric: Metric) -> Column:
-    """A score, or `mean ± std` per group (no ± for a single run or a std of 0)."""
+    """A score, or `mean ± std` per group (no ± for a single run or a std of 0); the best is
+    marked among finished rows (a pruned run's validation score is shown, never marked)."""
     values = comparison.numbers(metric.column)
     cells = [metric.show(value) for value in values]
     spread = comparison.spread(metric.column)
@@ -45,12 +48,12 @@ def score_column(comparison: Comparison, metric: Metric) -> Column:
         cells = [cell + (f" ± {metric.show(std)}" if pd.notna(std) and std != 0 else "")
                  for cell, std in zip(cells, spread, strict=True)]
     priority = 0 if metric == comparison.headline else metric.priority
-    return Column(metric.column, metric.header, cells, best_rows(values, metric.better), True,
-                  priority)
+    best = best_rows(values.where(comparison.finished()), metric.better)
+    return Column(metric.column, metric.header, cells, best, True, priority)
 
 
 def text_column(name: str, values: pd.Series) -> Column:
-    """A label or count column (a failed/unfinished count of 0 is shown empty)."""
+    """A label or count column (a pruned/failed/unfinished count of 0 is shown empty)."""
     cells = ["" if pd.isna(value) or (name in COUNT_HEADERS and value == 0) else str(value)
              for value in values]
     same_everywhere = len(cells) > 1 and len(set(cells)) == 1  # first to go from the terminal

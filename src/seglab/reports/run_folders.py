@@ -17,7 +17,7 @@ import yaml
 from seglab.runs.crashes import settled
 
 IDENTITY = ("model", "encoder", "data")
-STATUS_ORDER = ("completed", "failed", "crashed", "running", "unfinished")
+STATUS_ORDER = ("completed", "pruned", "failed", "crashed", "running", "unfinished")
 
 
 class CompareError(Exception):

@@ -47,21 +47,37 @@ def compose_config(name: str, output_dir: Path,
     return cfg
 
 
+def search_roots(arguments: list[str]) -> list[Path] | None:
+    """seglab's config folder and the folders `hydra.searchpath=[file://...]` adds; None when
+    it adds a `pkg://` or other source these checks cannot list (Hydra then checks alone)."""
+    roots = [Path(config_dir())]
+    for argument in arguments:
+        key, _, value = argument.lstrip("+").partition("=")
+        if key != "hydra.searchpath":
+            continue
+        for entry in filter(None, (item.strip(" '\"") for item in value.strip("[]").split(","))):
+            if not entry.startswith("file://"):
+                return None
+            roots.append(Path(entry.removeprefix("file://")))
+    return roots
+
+
 def unknown_choice(arguments: list[str]) -> str | None:
     """The first `group=choice` argument whose choice has no config file, described in one
     line with the valid choices; None when every choice exists. Sweep lists and lists of
     configs (`logger=[csv,tensorboard]`) are checked item by item; sweep functions
-    (`choice(...)`, `range(...)`) are left to Hydra."""
-    root = Path(config_dir())
-    for argument in arguments:
+    (`choice(...)`, `range(...)`) are left to Hydra, and so are groups of a searchpath entry
+    that is not a folder."""
+    roots = search_roots(arguments)
+    for argument in arguments if roots else ():
         key, _, value = argument.lstrip("+").partition("=")
-        group = root / key
-        if not value or "(" in value or key.startswith(("hydra", "~")) or not group.is_dir():
+        groups = [root / key for root in roots if (root / key).is_dir()]
+        if not value or "(" in value or key.startswith(("hydra", "~")) or not groups:
             continue
         if key == "recipe" and value == "null":  # Hydra takes null only for a plain default
             return ("recipe=null: the recipe follows from model, encoder and data "
                     "(conf/recipe/<model>_<encoder>_<data>.yaml); drop it with '~recipe'")
-        valid = sorted(path.stem for path in group.glob("*.yaml"))
+        valid = sorted({path.stem for group in groups for path in group.glob("*.yaml")})
         for choice in value.strip("[]").split(","):  # a choice, a sweep list or a [list]
             if choice not in valid and choice != "null":
                 return (f"unknown {key} {choice!r} in '{argument}'; "

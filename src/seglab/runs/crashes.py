@@ -111,6 +111,13 @@ def _process_gone(metrics: dict) -> str | None:
         f"no sign of life from host {metrics['host']} for {silent / 60:.0f} min"
 
 
+def may_be_alive(metrics: dict) -> bool:
+    """Whether a "running" record names a process that may still run it (alive here, or on
+    another host that beat within STALE_SECONDS)."""
+    return metrics.get("status") == "running" and _names_process(metrics) \
+        and _process_gone(metrics) is None
+
+
 def fatal_signal(run_dir: Path) -> str | None:
     """The fatal error faulthandler reported in the run's crash logs ("Segmentation fault",
     "Aborted"...), or None."""

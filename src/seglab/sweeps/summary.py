@@ -1,5 +1,5 @@
-"""The end of a multirun: how many jobs completed, failed, crashed or never finished, and the
-exit code."""
+"""The end of a multirun: how many jobs completed, were pruned (a search stopped them early),
+failed, crashed or never finished, and the exit code."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from omegaconf import DictConfig
 from seglab.runs.crashes import settled
 from seglab.runs.results import read_metrics
 
+FINISHED = ("completed", "pruned")
+
 
 def job_statuses(sweep_dir: Path) -> dict[str, dict]:
     """metrics.json of each numbered job folder of a sweep (`{}` for a job that never wrote
@@ -27,19 +29,21 @@ def sweep_summary(jobs: dict[str, dict]) -> list[str]:
     """One line of counts, then one line per job that did not complete."""
     counts = Counter(job.get("status") or "unfinished" for job in jobs.values())
     counts["unfinished"] += counts.pop("running", 0)
+    pruned = f", {counts['pruned']} pruned" if counts["pruned"] else ""
     crashed = f", {counts['crashed']} crashed" if counts["crashed"] else ""
-    lines = [f"sweep: {len(jobs)} jobs, {counts['completed']} completed, {counts['failed']} "
-             f"failed{crashed}, {counts['unfinished']} unfinished"]
+    lines = [f"sweep: {len(jobs)} jobs, {counts['completed']} completed{pruned}, "
+             f"{counts['failed']} failed{crashed}, {counts['unfinished']} unfinished"]
     for name, job in jobs.items():
         if job.get("status") in ("failed", "crashed"):
             lines.append(f"{job['status']}: job {name}: {job.get('error', '')}")
-        elif job.get("status") != "completed":
+        elif job.get("status") not in FINISHED:
             lines.append(f"unfinished: job {name}")
     return lines
 
 
 class SweepSummary(Callback):
-    """Hydra callback: after a multirun, print the summary and exit 1 if any job failed."""
+    """Hydra callback: after a multirun, print the summary and exit 1 if any job failed, crashed
+    or did not finish (a pruned job finished: the search stopped it on purpose)."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -49,5 +53,5 @@ class SweepSummary(Callback):
         for line in sweep_summary(jobs):
             print(line, file=sys.stdout if line.startswith("sweep:") else sys.stderr)
         print(f"sweep folder: {sweep_dir}  (table: seglab-compare {sweep_dir})")
-        if any(job.get("status") != "completed" for job in jobs.values()):
+        if any(job.get("status") not in FINISHED for job in jobs.values()):
             raise SystemExit(1)
