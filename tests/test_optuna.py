@@ -412,6 +412,23 @@ def test_two_workers_run_six_trials_without_batches(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("launcher", [
+    ["hydra/launcher=submitit_local"],
+    ["hydra/launcher=ray", "hydra.launcher.ray.init.num_cpus=2"]], ids=["submitit", "ray"])
+def test_workers_run_as_the_launchers_jobs(tmp_path, launcher):
+    sweep = tmp_path / "search"
+    result = run_cli([*SEARCH, *launcher, "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2",
+                      f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = search_trials(sweep)
+    assert [(t.number, t.state) for t in trials] == [(n, TrialState.COMPLETE) for n in range(4)]
+    assert {trial.user_attrs["worker"] for trial in trials} == {0, 1}
+    assert most_at_once(trials) == 2
+    assert sorted(job_metrics(sweep)) == [0, 1, 2, 3]
+    assert sorted(path.name for path in (sweep / ".workers").iterdir()) == ["0", "1"]
+
+
+@pytest.mark.slow
 def test_a_killed_worker_leaves_its_trial_failed_and_the_other_goes_on(tmp_path):
     sweep = tmp_path / "search"
     command = [str(BIN / "seglab-train"), *SEARCH[1:], "trainer=cpu", "trainer.max_epochs=6",

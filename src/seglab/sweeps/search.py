@@ -178,7 +178,7 @@ class OptunaSearch:
         launcher = Plugins.instance().instantiate_launcher(
             hydra_context=self.hydra_context, task_function=WorkerTask(plan), config=plan.config)
         try:
-            launcher.launch(worker_overrides(count), initial_job_idx=0)
+            launcher.launch(worker_overrides(plan, count), initial_job_idx=0)
         except Exception as error:  # a worker job died; the study keeps what the others did
             log.warning(f"a search worker ended abnormally: {type(error).__name__}: {error}")
 

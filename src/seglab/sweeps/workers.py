@@ -191,6 +191,8 @@ class WorkerTask:
         return run_worker(self.plan, int(HydraConfig.get().job.num))
 
 
-def worker_overrides(count: int) -> list[list[str]]:
-    """Each launcher job's overrides: a folder of its own beside the trials' (its log)."""
-    return [[f"hydra.sweep.subdir=.workers/{worker}"] for worker in range(count)]
+def worker_overrides(plan: SearchPlan, count: int) -> list[list[str]]:
+    """Each launcher job's overrides: the command line's (Hydra composes a job's config from
+    them) and a folder of its own beside the trials' (its log)."""
+    fixed = [f"{key}={value}" for key, value in plan.fixed.items()]
+    return [[*fixed, f"hydra.sweep.subdir=.workers/{worker}"] for worker in range(count)]
