@@ -28,11 +28,14 @@ from seglab.sweeps.study import (
     StudyError,
     build_pruner,
     build_sampler,
+    grid_size,
     open_storage,
     outcome,
     settle_stale_trials,
     storage_spec,
+    tell,
 )
+from seglab.sweeps.workers import SearchPlan, trial_overrides
 
 # The search on tiny data, one batch per stage; encoder and batch size fixed on the command line.
 SEARCH = ["seglab-train", "-m", "hparams_search=synthetic_optuna", *TINY, "trainer=debug",
@@ -136,6 +139,41 @@ def test_the_median_pruner_stops_a_trial_below_the_median_at_the_same_step():
     good.report(0.35, 0)
     bad.report(0.1, 0)
     assert not good.should_prune() and bad.should_prune()
+
+
+def test_grid_sampler_walks_the_grid_of_choices_and_ranges():
+    space, _ = parse_params(["loss=choice(ce, dice)", "seed=range(0, 3)"])
+    config = {"_target_": "optuna.samplers.GridSampler", "seed": 0}
+    assert grid_size(config, space) == 6 and grid_size({"_target_": "x.TPESampler"}, space) is None
+    study = optuna.create_study(sampler=build_sampler(config, space))
+    for _ in range(6):  # after the last point GridSampler stops the study: tell allows that
+        tell(study, study.ask(space), TrialState.COMPLETE, 1.0)
+    assert sorted((t.params["loss"], t.params["seed"]) for t in study.trials) == [
+        (loss, seed) for loss in ("ce", "dice") for seed in (0, 1, 2)]
+    with pytest.raises(StudyError, match=r"^hydra.sweeper.params.lr: GridSampler needs "):
+        build_sampler(config, parse_params(["lr=interval(0.1, 1)"])[0])
+
+
+def extend_space(cfg, trial) -> None:
+    """A custom_search_space function: a parameter that exists only for one loss."""
+    if trial.params["loss"] == "focal":
+        trial.suggest_float("loss.gamma", 1.0, 3.0)
+
+
+def test_custom_search_space_adds_conditional_parameters():
+    space = {"loss": CategoricalDistribution(["ce", "focal"])}
+    plan = SearchPlan(storage="", study_name="s", direction="maximize", sampler={}, pruner=None,
+                      space=space, fixed={"encoder": "resnet18"},
+                      custom_search_space="test_optuna.extend_space", n_trials=4,
+                      max_failure_rate=0.0, metric="val/mIoU_best", sweep_dir="",
+                      hydra_context=None, config=None, task_function=None)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.enqueue_trial({"loss": "ce"})
+    study.enqueue_trial({"loss": "focal"})
+    lines = sorted(tuple(trial_overrides(study.ask(space), plan)) for _ in range(2))
+    assert lines[0] == ("loss=ce", "encoder=resnet18")
+    assert lines[1][0] == "loss=focal" and lines[1][1].startswith("loss.gamma=")
+    assert lines[1][2] == "encoder=resnet18"
 
 
 # --- how trials end -------------------------------------------------------------------------

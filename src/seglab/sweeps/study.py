@@ -99,10 +99,9 @@ def build_sampler(config: DictConfig | dict, space: dict[str, BaseDistribution],
     target = config.get("_target_", "")
     if config.get("seed") is not None and worker:
         config["seed"] = int(config["seed"]) + worker
+    extra = {"search_space": grid(space)} if target.endswith("GridSampler") else {}
     try:
-        if target.endswith("GridSampler"):
-            return instantiate(config, search_space=grid(space))
-        return instantiate(config)
+        return instantiate(config, **extra)
     except Exception as error:
         raise StudyError(f"hydra.sweeper.sampler ({target}): {one_cause(error)}") from None
 
