@@ -21,6 +21,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from conftest import BIN, TINY, run_cli
+from hydra_plugins.seglab_optuna_sweeper import SAMPLERS
 from seglab.runs.crashes import process_identity
 from seglab.sweeps.search_space import SearchSpaceError, parse_params
 from seglab.sweeps.study import (
@@ -139,6 +140,16 @@ def test_the_median_pruner_stops_a_trial_below_the_median_at_the_same_step():
     good.report(0.35, 0)
     bad.report(0.1, 0)
     assert not good.should_prune() and bad.should_prune()
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_every_sampler_choice_builds_and_samples(name):
+    space, _ = parse_params(["loss=choice(ce, dice)", "lr=tag(log, interval(1e-4, 1e-2))"]
+                            if name != "grid" else ["loss=choice(ce, dice)"])
+    study = optuna.create_study(sampler=build_sampler(SAMPLERS[name], space))
+    trial = study.ask(space)
+    assert set(trial.params) == set(space)
+    assert type(study.sampler).__name__ == SAMPLERS[name]["_target_"].rpartition(".")[2]
 
 
 def test_grid_sampler_walks_the_grid_of_choices_and_ranges():
@@ -469,7 +480,7 @@ def test_workers_run_as_the_launchers_jobs(tmp_path, launcher):
 @pytest.mark.slow
 def test_a_killed_worker_leaves_its_trial_failed_and_the_other_goes_on(tmp_path):
     sweep = tmp_path / "search"
-    command = [str(BIN / "seglab-train"), *SEARCH[1:], "trainer=cpu", "trainer.max_epochs=6",
+    command = [str(BIN / "seglab-train"), *SEARCH[1:], "trainer=cpu", "trainer.max_epochs=4",
                "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", f"hydra.sweep.dir={sweep}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     search = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
@@ -495,7 +506,7 @@ def test_a_killed_worker_leaves_its_trial_failed_and_the_other_goes_on(tmp_path)
     assert killed["status"] == "failed" and "is gone without finishing" in killed["error"]
     assert "ended with signal 9" in out + err
 
-    rerun = run_cli([*SEARCH, "trainer=cpu", "trainer.max_epochs=6",
+    rerun = run_cli([*SEARCH, "trainer=cpu", "trainer.max_epochs=4",
                      "hydra.sweeper.n_trials=5", "hydra.sweeper.n_jobs=2",
                      f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
     assert rerun.returncode == 1  # the killed trial stays failed; the study gets its fifth

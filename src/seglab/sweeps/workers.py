@@ -34,7 +34,9 @@ from seglab.runs.search_trial import TrialLink, linked
 from seglab.sweeps.study import build_pruner, build_sampler, open_storage, outcome, tell
 
 log = logging.getLogger(__name__)
-ASK_LOCK = ".optuna-ask.lock"  # one worker at a time counts the trials and asks for the next
+# one worker at a time counts the trials and asks for the next (Optuna adds ".lock": a lock file
+# that works on network file systems, broken after 30 s if its holder died)
+ASK_LOCK = ".optuna-ask"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
