@@ -270,21 +270,21 @@ def test_a_storage_that_cannot_open_is_one_line(tmp_path):
 @pytest.mark.slow
 def test_rerun_with_more_trials_runs_only_the_missing_ones_in_new_folders(tmp_path):
     sweep = tmp_path / "search"
-    first = run_cli([*SEARCH, "hydra.sweeper.n_trials=3", f"hydra.sweep.dir={sweep}"],
+    first = run_cli([*SEARCH, "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep}"],
                     cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
-    files = [sweep / str(number) / "metrics.json" for number in range(3)]
+    files = [sweep / str(number) / "metrics.json" for number in range(2)]
     before = [(path.stat().st_mtime_ns, path.read_text()) for path in files]
 
-    second = run_cli([*SEARCH, "hydra.sweeper.n_trials=5", f"hydra.sweep.dir={sweep}"],
+    second = run_cli([*SEARCH, "hydra.sweeper.n_trials=4", f"hydra.sweep.dir={sweep}"],
                      cwd=tmp_path)
     assert second.returncode == 0, second.stderr[-2000:]
     study = load_study(sweep)
     assert [(trial.number, trial.state) for trial in study.trials] == [
-        (number, TrialState.COMPLETE) for number in range(5)]
+        (number, TrialState.COMPLETE) for number in range(4)]
     assert [(path.stat().st_mtime_ns, path.read_text()) for path in files] == before
     metrics = job_metrics(sweep)
-    assert sorted(metrics) == [0, 1, 2, 3, 4]
+    assert sorted(metrics) == [0, 1, 2, 3]
     for trial in study.trials:  # job folder N ran trial N's parameters
         folder = sweep / str(trial.number)
         overrides = yaml.safe_load((folder / ".hydra" / "overrides.yaml").read_text())
@@ -299,8 +299,8 @@ def test_rerun_with_more_trials_runs_only_the_missing_ones_in_new_folders(tmp_pa
     assert best["job_dir"] == str(sweep / str(best["trial"]))
     assert best["metric"] == "val/mIoU_best" and best["direction"] == "maximize"
     assert set(best["params"]) == {"optimizer.lr", "optimizer.weight_decay", "loss"}
-    assert best["trials"] == {"complete": 5, "pruned": 0, "failed": 0}
-    assert f"best of 5 trials, saved to {sweep / 'best.yaml'}" in second.stdout
+    assert best["trials"] == {"complete": 4, "pruned": 0, "failed": 0}
+    assert f"best of 4 trials, saved to {sweep / 'best.yaml'}" in second.stdout
     assert "resuming study 'synthetic_optuna'" in second.stdout + second.stderr
 
 

@@ -16,8 +16,8 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-JOURNAL = "optuna.journal"
-SQLITE = "optuna.db"
+JOURNAL = "optuna.journal"  # where a search keeps its study (seglab.sweeps.study)
+SQLITE = "optuna.db"  # where searches of earlier seglab versions kept it
 INSTALL = "pip install 'seglab[optuna]'"
 
 

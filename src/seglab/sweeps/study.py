@@ -27,10 +27,9 @@ from optuna.trial import Trial, TrialState
 
 from seglab.runs.crashes import may_be_alive, settled
 from seglab.runs.results import read_metrics, write_metrics_json
+from seglab.sweeps.dashboard import JOURNAL, SQLITE  # the study files of a sweep folder
 
 log = logging.getLogger(__name__)
-JOURNAL = "optuna.journal"
-EARLIER_DATABASE = "optuna.db"  # where seglab's search kept its study before the journal
 INTERRUPTED = "interrupted: the search stopped during this trial (marked failed on resume)"
 PRUNERS = {"none": "optuna.pruners.NopPruner", "median": "optuna.pruners.MedianPruner",
            "percentile": "optuna.pruners.PercentilePruner",
@@ -47,8 +46,8 @@ def storage_spec(storage: str | None, sweep_dir: Path) -> str:
     (the sweep folder's journal for null; an earlier search's optuna.db if the folder has one)."""
     if storage:
         return str(storage)
-    if (sweep_dir / EARLIER_DATABASE).is_file() and not (sweep_dir / JOURNAL).exists():
-        return f"sqlite:///{sweep_dir / EARLIER_DATABASE}"
+    if (sweep_dir / SQLITE).is_file() and not (sweep_dir / JOURNAL).exists():
+        return f"sqlite:///{sweep_dir / SQLITE}"
     return str(sweep_dir / JOURNAL)
 
 
