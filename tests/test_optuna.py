@@ -36,7 +36,7 @@ from seglab.sweeps.study import (
     storage_spec,
     tell,
 )
-from seglab.sweeps.workers import SearchPlan, trial_overrides
+from seglab.sweeps.workers import SearchPlan, custom_search_space, trial_overrides
 
 # The search on tiny data, one batch per stage; encoder and batch size fixed on the command line.
 SEARCH = ["seglab-train", "-m", "hparams_search=synthetic_optuna", *TINY, "trainer=debug",
@@ -185,6 +185,19 @@ def test_custom_search_space_adds_conditional_parameters():
     assert lines[0] == ("loss=ce", "encoder=resnet18")
     assert lines[1][0] == "loss=focal" and lines[1][1].startswith("loss.gamma=")
     assert lines[1][2] == "encoder=resnet18"
+
+
+@pytest.mark.parametrize("path, message", [
+    ("no_such_module.extend", "ModuleNotFoundError: No module named 'no_such_module'"),
+    ("test_optuna.no_such_function", "AttributeError: module 'test_optuna' has no attribute "
+                                     "'no_such_function'"),
+    ("test_optuna.STUDY", "expected the dotted path of a function(cfg, trial)"),
+])
+def test_a_bad_custom_search_space_is_one_line(path, message):
+    with pytest.raises(StudyError) as error:
+        custom_search_space(path)
+    assert str(error.value).startswith(f"hydra.sweeper.custom_search_space={path}: ")
+    assert message in str(error.value) and "\n" not in str(error.value)
 
 
 # --- how trials end -------------------------------------------------------------------------

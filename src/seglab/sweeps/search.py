@@ -39,6 +39,7 @@ from seglab.sweeps.study import (
 from seglab.sweeps.workers import (
     SearchPlan,
     WorkerTask,
+    custom_search_space,
     failure_share,
     run_local_workers,
     run_worker,
@@ -131,8 +132,9 @@ class OptunaSearch:
         self._report(study, plan)
 
     def _plan(self, arguments: list[str]) -> SearchPlan:
-        """Everything the workers need, checked here first: the search space, the sampler and
-        pruner (built once to refuse a bad setting before any trial), the storage."""
+        """Everything the workers need, checked here first: the search space, the sampler,
+        custom_search_space and pruner (each built once to refuse a bad setting before any
+        trial), the storage."""
         direction = self.direction
         if not isinstance(direction, str):
             direction = list(direction)
@@ -145,6 +147,7 @@ class OptunaSearch:
             stop_search(f"hydra.sweeper.direction={direction}: expected maximize or minimize")
         space, fixed = parse_params([*params_lines(self.params), *arguments])
         build_sampler(self.sampler, space)
+        custom_search_space(self.custom_search_space)
         metric = self.config.get("optimized_metric")
         if prunes(build_pruner(self.pruner)) and not str(metric or "").startswith("val/"):
             raise StudyError(f"hydra.sweeper.pruner: pruning follows the optimized metric at "

@@ -31,7 +31,15 @@ from optuna.storages.journal import JournalFileOpenLock
 from optuna.trial import Trial, TrialState
 
 from seglab.runs.search_trial import TrialLink, linked
-from seglab.sweeps.study import build_pruner, build_sampler, open_storage, outcome, tell
+from seglab.sweeps.study import (
+    StudyError,
+    build_pruner,
+    build_sampler,
+    one_cause,
+    open_storage,
+    outcome,
+    tell,
+)
 
 log = logging.getLogger(__name__)
 # one worker at a time counts the trials and asks for the next (Optuna adds ".lock": a lock file
@@ -86,7 +94,14 @@ def custom_search_space(path: str | None) -> Callable[[DictConfig, Trial], Any] 
     if not path:
         return None
     module, _, name = path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
+    try:
+        function = getattr(importlib.import_module(module), name) if module else None
+    except (ImportError, AttributeError) as error:
+        raise StudyError(f"hydra.sweeper.custom_search_space={path}: {one_cause(error)}") from None
+    if not callable(function):
+        raise StudyError(f"hydra.sweeper.custom_search_space={path}: expected the dotted path of "
+                         "a function(cfg, trial), e.g. my_package.search.extend")
+    return function
 
 
 def trial_overrides(trial: Trial, plan: SearchPlan) -> list[str]:
