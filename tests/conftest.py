@@ -28,6 +28,15 @@ TINY = [
     "logger=none",
 ]
 BIN = Path(sys.executable).parent
+# metrics.json's measurements of the machine (train_seconds, and seglab.engine.speed_memory's):
+# two otherwise identical runs differ in them; under DDP each has a `<key>_per_process` list too
+MEASURED = ("train_seconds", "test/images_per_s", "test/speed_batches", "train/peak_memory_mib",
+            "test/peak_memory_mib", "peak_memory_mib", "peak_memory_kind")
+
+
+def measured(key: str) -> bool:
+    """Whether a metrics.json key is a measurement of the machine (see MEASURED)."""
+    return key.removesuffix("_per_process") in MEASURED
 
 
 @pytest.fixture

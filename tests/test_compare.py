@@ -76,8 +76,9 @@ def test_sweep_becomes_table_csv_and_chart(sweep, capsys):
     assert table["status"].tolist() == ["completed"] * 3 + ["failed", "running", "unfinished"]
     assert table.columns.tolist() == [
         "run", "status", "model", "encoder", "data", "optimizer", "seed", "params_M", "gflops",
-        "epochs", "train_seconds", "val_mIoU_best", "test_mIoU", "test_pixel_acc",
-        "iou_background", "iou_cat", "reproduces", "error", "run_dir"]
+        "images_per_s", "peak_memory_mib", "epochs", "train_seconds", "val_mIoU_best",
+        "test_mIoU", "test_pixel_acc", "iou_background", "iou_cat", "reproduces", "error",
+        "run_dir"]
     first = table.iloc[0]
     assert first["params_M"] == pytest.approx(14.0) and first["train_seconds"] == 300.0
     assert table.set_index("run").loc["0", "iou_cat"] == pytest.approx(0.2)
@@ -115,6 +116,37 @@ def test_markdown_marks_the_best_of_each_column(sweep):
     assert cell["10"]["status"] == "running" and cell["10"]["best val mIoU"] == ""
     assert cell["11"]["status"] == "unfinished"
     assert "optimizer" in cell["1"] and "trainer.max_epochs" not in cell["1"]
+
+
+def test_speed_and_memory_are_columns_left_blank_for_runs_without_them(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs / "new", overrides=("seed=1",),
+              **{"test/images_per_s": 250.0, "peak_memory_mib": 1800.0})
+    write_run(runs / "faster", overrides=("seed=2",),
+              **{"test/images_per_s": 400.5, "peak_memory_mib": 2100.4})
+    write_run(runs / "old", overrides=("seed=3",))  # from before they were measured
+    main([str(runs)])
+    table = read_csv(runs).set_index("run")
+    assert table.loc["faster", "images_per_s"] == 400.5
+    assert table.loc["new", "peak_memory_mib"] == 1800.0
+    assert table.loc["old", ["images_per_s", "peak_memory_mib"]].isna().all()
+    cell = {row["run"]: row for row in markdown_rows(runs / "comparison.md")}
+    assert cell["faster"]["images/s"] == "**400.5**" and cell["new"]["images/s"] == "250.0"
+    assert cell["new"]["peak MiB"] == "**1800**" and cell["faster"]["peak MiB"] == "2100"
+    assert cell["old"]["images/s"] == cell["old"]["peak MiB"] == ""
+    assert "images/s: the test's forward passes alone" in (runs / "comparison.md").read_text()
+    figure = chart_figure(build_comparison(read_runs(find_runs([str(runs)]))))
+    panels = figure.axes[1:]
+    assert [axes.get_xlabel() for axes in panels] == [
+        "parameters (M)", "train time (min)", "test images/s"]
+    assert sum(len(bars.lines[0].get_xdata()) for bars in panels[2].containers) == 2
+
+
+def test_runs_without_speed_keep_the_three_chart_panels_and_no_cost_note(sweep):
+    main([str(sweep)])
+    markdown = (sweep / "comparison.md").read_text()
+    assert "images/s:" not in markdown and "| images/s" not in markdown
+    assert len(chart_figure(build_comparison(read_runs(find_runs([str(sweep)])))).axes) == 3
 
 
 def test_group_by_seed_gives_mean_std_and_n(sweep):

@@ -98,6 +98,14 @@ def test_ddp_cpu_run_equals_a_single_process_evaluation(tmp_path):
     for key in ("val/mIoU", "val/pixel_acc", "val/loss", "test/mIoU", "test/pixel_acc",
                 "test/loss", "test/iou_background"):
         assert metrics[key] == pytest.approx(single[key], abs=1e-6), key
+    # speed and memory: each process's figure, and their sum (each process tests 7 or 6
+    # images in two batches: the second is timed)
+    assert metrics["test/speed_batches"] == 1 and metrics["peak_memory_kind"] == "rss"
+    for key in ("test/images_per_s", "train/peak_memory_mib", "test/peak_memory_mib",
+                "peak_memory_mib"):
+        per_process = metrics[f"{key}_per_process"]
+        assert len(per_process) == 2 and min(per_process) > 0, key
+        assert metrics[key] == pytest.approx(sum(per_process), abs=0.05), key
     # the end-of-run work happened once, on rank zero; rank one logged to its own file
     assert result.stdout.count("run folder:") == 1
     assert (run / "train.rank1.log").is_file()

@@ -22,6 +22,7 @@ from seglab.engine.builders import (
 from seglab.engine.confusion_plots import write_confusion_outputs
 from seglab.engine.plots import plot_predictions
 from seglab.engine.pruning import TrialReport
+from seglab.engine.speed_memory import SpeedAndMemory
 from seglab.models import count_gflops, count_parameters
 from seglab.runs.folder import Run, check_free_space, completed_record, finish_run, start_run
 from seglab.runs.hparams import log_final_results
@@ -33,8 +34,10 @@ from seglab.runs.search_trial import in_trial
 def train(cfg: DictConfig) -> tuple[dict, dict]:
     """Train, test the best checkpoint, write metrics.json, the test confusion matrix and plots.
 
-    In a search trial every validation reports the optimized metric to the trial; a trial its
-    pruner stops ends there, untested, with metrics.json status "pruned".
+    metrics.json also gets the test's forward throughput and each stage's peak memory
+    (`SpeedAndMemory`). In a search trial every validation reports the optimized metric to
+    the trial; a trial its pruner stops ends there, untested, with metrics.json status
+    "pruned".
 
     With `resume=<run folder>` the run continues from its last.ckpt with its own config.
     Under DDP every process trains and tests; only global rank zero writes the run's files.
@@ -51,7 +54,8 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     module = build_module(cfg, class_names, datamodule)
     check_free_space(run.folder, checkpoint_bytes(module))
     pruning = TrialReport(cfg.optimized_metric) if in_trial() else None
-    trainer = build_trainer(cfg, build_callbacks(cfg) + ([pruning] if pruning else []),
+    costs = SpeedAndMemory()
+    trainer = build_trainer(cfg, [*build_callbacks(cfg), costs, *([pruning] if pruning else [])],
                             build_loggers(cfg), run.already_read)
     datamodule.batch_share(trainer.world_size)
     objects = {"datamodule": datamodule, "module": module, "trainer": trainer}
@@ -77,6 +81,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
         "gflops": count_gflops(module.net, *datamodule.input_size),
         "input_size": list(datamodule.input_size),
         "train_seconds": round(train_seconds, 2),
+        **costs.figures,
         "epochs": epochs_trained(trainer),
         "best_epoch": module.best_val_epoch,
         "steps": trainer.global_step,

@@ -14,6 +14,7 @@ from seglab.core.errors import ConfigError
 from seglab.data.problems import stop_on_data_problems
 from seglab.engine.builders import build_datamodule, build_loggers, build_module, build_trainer
 from seglab.engine.confusion_plots import write_confusion_outputs
+from seglab.engine.speed_memory import SpeedAndMemory
 from seglab.inference.loading import describe_network, published_card
 from seglab.models.weights import check_fits, network_weights
 from seglab.runs.folder import completed_record, finish_run, start_run
@@ -74,7 +75,8 @@ def evaluate(cfg: DictConfig) -> tuple[dict, dict]:
                    f"ckpt_path: {checkpoint.path} does not fit {describe_network(cfg)}")
         already_read, tested = {checkpoint.path: checkpoint.contents}, str(checkpoint.path)
         del checkpoint  # Lightning takes the contents; nothing else keeps them
-    trainer = build_trainer(cfg, callbacks=[], loggers=build_loggers(cfg),
+    costs = SpeedAndMemory()
+    trainer = build_trainer(cfg, callbacks=[costs], loggers=build_loggers(cfg),
                             already_read=already_read)
     with distributed_job(), warnings.catch_warnings():
         # the training callbacks are left out on purpose: nothing for a user to add
@@ -89,6 +91,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict, dict]:
         write_confusion_outputs(module.test_confusion, class_names, run.folder)
 
     metrics = completed_record(cfg, run.folder, class_names,
-                               {"test": dict(trainer.callback_metrics)}, source)
+                               {"test": dict(trainer.callback_metrics)},
+                               {**source, **costs.figures})
     finish_run(run, metrics)
     return metrics, objects

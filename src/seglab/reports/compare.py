@@ -5,10 +5,12 @@ folders. Each run becomes one row: status, model, encoder, data, the command-lin
 differ between runs, and its scores. Only completed runs carry scores.
 
 Best values: in a score column holding at least two distinct values, the highest is best for
-mIoU, accuracy, IoU and Dice, the lowest for loss, parameters, GFLOPs and training time; epochs
-and other counts are not marked. Grouped rows (`--group-by`) average the completed runs of a
-group: `mean ± std` with the sample std (ddof=1), left empty for a single run and not shown when
-it is 0; `n` counts the completed runs, `n_failed` and `n_unfinished` the others.
+mIoU, accuracy, IoU, Dice and test images/s, the lowest for loss, parameters, GFLOPs, peak
+memory and training time; epochs and other counts are not marked. A run whose metrics.json
+lacks a number (runs from before images/s and peak memory were measured) has an empty cell.
+Grouped rows (`--group-by`) average the completed runs of a group: `mean ± std` with the
+sample std (ddof=1), left empty for a single run and not shown when it is 0; `n` counts the
+completed runs, `n_failed` and `n_unfinished` the others.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class Metric:
 STANDARD_METRICS = (
     Metric("params_M", "params (M)", ("params",), "min", scale=1e-6, digits=2, priority=2),
     Metric("gflops", "GFLOPs", ("gflops",), "min", digits=2),
+    Metric("images_per_s", "images/s", ("test/images_per_s",), "max", digits=1),
+    Metric("peak_memory_mib", "peak MiB", ("peak_memory_mib",), "min", digits=0),
     Metric("epochs", "epochs", ("epochs",), None, digits=None, priority=4),
     Metric("train_seconds", "train time", ("train_seconds",), "min", seconds=True, priority=2),
     Metric("val_mIoU_best", "best val mIoU", ("val/mIoU_best",), priority=2),

@@ -1,4 +1,5 @@
-"""comparison.png: the headline metric per run, and against model size and training time.
+"""comparison.png: the headline metric per run, and against model size, training time and,
+when some run measured it, test throughput (images/s).
 
 The scatter panels name their points: colour = model, marker = encoder, explained by two legends
 beside the panels. Rows without a model or encoder (e.g. grouped by model) get the bar panel's
@@ -132,7 +133,8 @@ def _time_axis(seconds: pd.Series) -> tuple[pd.Series, str]:
 
 
 def chart_figure(comparison: Comparison) -> Figure:
-    """The three panels; failed and unfinished runs are left out."""
+    """The bars and the scatter panels (three or four); failed and unfinished runs are left
+    out."""
     metric = comparison.headline
     values = comparison.numbers(metric.column)
     rows = comparison.finished() & values.notna()
@@ -142,21 +144,25 @@ def chart_figure(comparison: Comparison) -> Figure:
     labels = comparison.labels()[rows]
     best = values.eq(values.max() if metric.better != "min" else values.min())
     seconds, time_label = _time_axis(comparison.numbers("train_seconds")[rows])
+    costs = [(comparison.numbers("params_M")[rows], "parameters (M)"), (seconds, time_label)]
+    speed = comparison.numbers("images_per_s")[rows]
+    if speed.notna().any():  # runs from before images/s was measured have none
+        costs.append((speed, "test images/s"))
 
     noun = "group" if comparison.grouped else "run"
-    figure = Figure(figsize=(17, max(4.5, 1.6 + 0.32 * len(values))), layout="constrained")
+    figure = Figure(figsize=(7 + 5 * len(costs), max(4.5, 1.6 + 0.32 * len(values))),
+                    layout="constrained")
     FigureCanvasAgg(figure)
-    bars, size, time = figure.subplots(1, 3, width_ratios=[1.3, 1, 1])
+    bars, *panels = figure.subplots(1, 1 + len(costs), width_ratios=[1.3] + [1] * len(costs))
     if values.empty:
-        for axes in (bars, size, time):
+        for axes in (bars, *panels):
             _no_data(axes, metric.header, f"no completed runs with {metric.header}")
     else:
         _bars(bars, labels, values, errors, metric, best, noun)
         styles = point_styles(comparison.frame[rows])
         short = comparison.frame.loc[values.index, "run"] if not comparison.grouped else labels
-        _scatter(size, comparison.numbers("params_M")[rows], values, errors, styles, short,
-                 "parameters (M)", metric.header)
-        _scatter(time, seconds, values, errors, styles, short, time_label, metric.header)
+        for axes, (x, x_label) in zip(panels, costs, strict=True):
+            _scatter(axes, x, values, errors, styles, short, x_label, metric.header)
         if styles is not None:
             _legends(figure, styles)
     direction = " (lower is better)" if metric.better == "min" else ""

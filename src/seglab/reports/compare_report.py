@@ -16,6 +16,14 @@ TEXT_PRIORITY = {"run": 0, "status": 0, "model": 1, "encoder": 1, "n": 1, "data"
 # shown empty when 0
 COUNT_HEADERS = {"n_pruned": "pruned", "n_failed": "failed", "n_unfinished": "unfinished"}
 CSV_ONLY = {"run_dir"}
+# what the cost columns measure, said under the table's legend when they are shown
+COST_NOTES = {
+    "images_per_s": "images/s: the test's forward passes alone, at the evaluation size and "
+                    "batch, on the run's device and precision (summed over DDP processes).",
+    "peak_memory_mib": "peak MiB: the most memory training or test held, on a GPU in "
+                       "tensors, on a CPU as the process's resident set (`peak_memory_kind` in "
+                       "metrics.json; summed over DDP processes).",
+}
 
 
 @dataclass
@@ -90,9 +98,13 @@ def markdown_table(columns: Sequence[Column]) -> str:
 def markdown_report(comparison: Comparison, summary: str) -> str:
     """comparison.md: what was compared, how to read it, and the table."""
     lines = ["# Run comparison", "", f"{summary}. Sorted by {comparison.sorted_by}.", "",
-             "**Bold**: the best in its column (highest mIoU, accuracy, IoU and Dice; lowest "
-             "loss, parameters, GFLOPs and train time)."]
+             "**Bold**: the best in its column (highest mIoU, accuracy, IoU, Dice and images/s; "
+             "lowest loss, parameters, GFLOPs, peak MiB and train time)."]
     if comparison.grouped:
         lines += ["", "Grouped: `mean ± std` over the completed runs of each group (sample std; "
                   "none for a single run), `n` completed runs."]
-    return "\n".join([*lines, "", markdown_table(display_columns(comparison)), ""])
+    columns = display_columns(comparison)
+    notes = [COST_NOTES[column.name] for column in columns if column.name in COST_NOTES]
+    if notes:
+        lines += ["", " ".join(notes)]
+    return "\n".join([*lines, "", markdown_table(columns), ""])

@@ -10,7 +10,8 @@ from omegaconf import DictConfig, OmegaConf
 from seglab.runs.config import job_overrides
 
 FINAL_METRICS = ("val/mIoU_best", "val/mIoU", "val/pixel_acc", "test/mIoU", "test/pixel_acc",
-                 "test/dice", "train_seconds", "params", "gflops")
+                 "test/dice", "train_seconds", "params", "gflops", "test/images_per_s",
+                 "peak_memory_mib")
 HPARAM_KEYS = ("model.name", "encoder.name", "data.name", "optimizer.lr",
                "optimizer.weight_decay", "data.batch_size", "trainer.max_epochs", "seed")
 
