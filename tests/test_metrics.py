@@ -11,6 +11,7 @@ from seglab.engine.metrics import (
     dice_per_class,
     iou_per_class,
     pixel_accuracy,
+    predicted_classes,
     segmentation_scores,
 )
 
@@ -82,3 +83,12 @@ def test_confusion_matrix_update_keeps_deterministic_mode():
         assert torch.is_deterministic_algorithms_warn_only_enabled()
     finally:
         torch.use_deterministic_algorithms(False)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_predicted_classes_equal_argmax_with_ties_and_nan(dtype):
+    logits = torch.randint(0, 3, (2, 5, 9, 11)).to(dtype)  # many ties: the first wins
+    logits[0, 3, 4, 4] = float("nan")  # NaN counts as the largest, as in argmax
+    assert torch.equal(predicted_classes(logits), logits.argmax(1))
+    assert torch.equal(predicted_classes(logits[1], 0), logits[1].argmax(0))
+    assert predicted_classes(logits)[0, 4, 4] == 3

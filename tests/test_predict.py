@@ -9,6 +9,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
 from PIL import Image
 from torch import nn
 
@@ -17,9 +19,11 @@ from seglab.core.errors import ConfigError
 from seglab.data.files import DataError
 from seglab.engine.sliding import tile_starts
 from seglab.engine.training import train
+from seglab.inference.card import ModelCard
 from seglab.inference.engine import InferenceOptions, predict_logits
 from seglab.inference.inputs import SameSizeBatches, image_size, list_inputs, processed_size
-from seglab.inference.prediction import predict
+from seglab.inference.outputs import PictureWriter
+from seglab.inference.prediction import load_model, predict, prediction_card
 
 FAST = ["predict.num_workers=0"]
 
@@ -81,6 +85,57 @@ def test_a_mixed_folder_gives_masks_of_the_inputs_sizes(checkpoint, tmp_path):
     saved = json.loads((output / "predictions.json").read_text())
     assert saved["status"] == "completed" and saved["images"] == 6
     assert saved["class_names"] == ["background", "disc", "box", "triangle"]
+
+
+def test_masks_only_at_batch_8_and_1_equal_a_plain_script(checkpoint, tmp_path):
+    """predict.overlays=false writes masks and class shares, no overlays; at batch 8 (the five
+    pictures in one batch) and at batch 1 the masks are those of the plain recipe: resize,
+    normalise, forward, logits resized back (bilinear), argmax."""
+    (tmp_path / "pictures").mkdir()
+    for seed in range(5):
+        random_image(70, 90, seed).save(tmp_path / "pictures" / f"picture_{seed}.png")
+    common = [f"ckpt_path={checkpoint}", f"input={tmp_path / 'pictures'}",
+              "predict.resize=[64,64]"]
+    _, default = run_predict(tmp_path, "default", common)
+    outputs = {batch: run_predict(tmp_path / "runs", f"batch_{batch}", [
+        *common, "predict.overlays=false", f"predict.batch_size={batch}"])[1] for batch in (8, 1)}
+    cfg = compose_config("predict", tmp_path / "script", common)
+    net, card, cfg = load_model(cfg)
+    card = prediction_card(card, OmegaConf.to_container(cfg.predict), "whole")
+    mean = np.array(card.mean, np.float32) * 255
+    std = np.array(card.std, np.float32) * 255
+    for seed in range(5):
+        picture = np.asarray(Image.open(tmp_path / "pictures" / f"picture_{seed}.png"))
+        inputs = (cv2.resize(picture, (64, 64)).astype(np.float32) - mean) / std
+        with torch.no_grad():
+            logits = net.eval()(torch.from_numpy(inputs.transpose(2, 0, 1).copy())[None])
+        expected = F.interpolate(logits, size=(70, 90), mode="bilinear",
+                                 align_corners=False)[0].argmax(0).numpy()
+        for output in [default, *outputs.values()]:
+            mask = np.asarray(Image.open(output / "masks" / f"picture_{seed}.png"))
+            assert np.array_equal(mask, expected), (output, seed)
+    assert (default / "overlays" / "picture_0.jpg").is_file()
+    for output in outputs.values():
+        assert not (output / "overlays").exists()
+        with open(output / "class_shares.csv") as handle:
+            assert [row["name"] for row in csv.DictReader(handle)] == [
+                f"picture_{seed}" for seed in range(5)]
+
+
+def test_a_failed_write_is_raised_and_the_rest_are_not_lost(tmp_path):
+    """The writer thread's error reaches the caller (at the next write or at close), and the
+    pictures queued before it are on disk."""
+    card = ModelCard(class_names=["a", "b"], palette=[[0, 0, 0], [255, 0, 0]],
+                     mean=[0.5] * 3, std=[0.5] * 3, input_size=[8, 8])
+    writer = PictureWriter(tmp_path, card, overlays=False)
+    image, mask = np.zeros((8, 8, 3), np.uint8), np.ones((8, 8), np.uint8)
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "masks" / "sub").write_text("a file where a folder must go")
+    writer.write(Path("good"), image, mask)
+    with pytest.raises(OSError):
+        writer.write(Path("sub/bad"), image, mask)
+        writer.close()
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "masks" / "good.png")), mask)
 
 
 def test_slide_with_one_tile_over_the_image_equals_whole(checkpoint, tmp_path):

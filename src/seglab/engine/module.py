@@ -14,7 +14,7 @@ from torchmetrics import MeanMetric
 
 from seglab import __version__
 from seglab.core.errors import ConfigError
-from seglab.engine.metrics import ConfusionMatrix, segmentation_scores
+from seglab.engine.metrics import ConfusionMatrix, predicted_classes, segmentation_scores
 from seglab.engine.schedule import SchedulerSpec, validates_by_steps
 from seglab.engine.sliding import slide_logits
 from seglab.models import SegmentationNet
@@ -112,7 +112,7 @@ class SegmentationModule(LightningModule):
             if auxiliary is not None:
                 self.mean_aux_loss.update(auxiliary.detach(), batch_size)
                 loss = loss + auxiliary
-        self.confmats[f"{stage}_confmat"].update(logits.argmax(1), batch["mask"])
+        self.confmats[f"{stage}_confmat"].update(predicted_classes(logits), batch["mask"])
         self.mean_losses[f"{stage}_loss"].update(loss.detach(), batch_size)
         if stage == "train":
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True,
@@ -155,7 +155,8 @@ class SegmentationModule(LightningModule):
     def predict_step(self, batch: dict | list[dict], batch_idx: int) -> Tensor | list[Tensor]:
         """Class-index masks [N, H, W], computed as the test computes them; a list of them,
         one per size, for a batch of images of different sizes."""
-        masks = [self.evaluation_logits(part["image"]).argmax(1) for part in by_size(batch)]
+        masks = [predicted_classes(self.evaluation_logits(part["image"]))
+                 for part in by_size(batch)]
         return masks if isinstance(batch, list) else masks[0]
 
     def _log_scores(self, stage: str) -> None:

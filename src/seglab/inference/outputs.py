@@ -4,7 +4,9 @@ class shares, and pseudo-label datasets in the `folder` layout."""
 from __future__ import annotations
 
 import csv
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,10 @@ from PIL import Image
 
 from seglab.data.palette import colorize
 from seglab.inference.card import ModelCard
+
+# pictures waiting for the writer thread hold at most this many pixels (besides the one being
+# written): a batch of photos is encoded while the next computes, a 12-megapixel one at a time
+PENDING_PIXELS = 2**24
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, palette: np.ndarray, alpha: float) -> np.ndarray:
@@ -61,22 +67,29 @@ def unique_names(relatives: Sequence[Path]) -> list[Path]:
 
 class PictureWriter:
     """Writes each prediction under `output_dir`: masks/<name>.png (palette PNG at the
-    input's size), overlays/<name>.jpg, with `side_by_side` side_by_side/<name>.jpg, and one
-    row of class shares per picture in class_shares.csv. With `dataset`, also the pseudo-label
-    dataset dataset/{images,masks}/ in the `folder` layout."""
+    input's size), with `overlays` overlays/<name>.jpg, with `side_by_side`
+    side_by_side/<name>.jpg, and one row of class shares per picture in class_shares.csv.
+    With `dataset`, also the pseudo-label dataset dataset/{images,masks}/ in the `folder`
+    layout. The files are encoded by one thread of their own, in the order given, while the
+    caller computes the next batch; a write that fails is raised by a later `write` or by
+    `close`."""
 
     def __init__(self, output_dir: Path, card: ModelCard, alpha: float = 0.5,
-                 side_by_side: bool = False, dataset: bool = False) -> None:
+                 side_by_side: bool = False, dataset: bool = False,
+                 overlays: bool = True) -> None:
         self.output_dir = output_dir
         self.card = card
         self.palette = np.asarray(card.palette, dtype=np.uint8)
         self.alpha = alpha
         self.side_by_side = side_by_side
         self.dataset = dataset
+        self.overlays = overlays
         output_dir.mkdir(parents=True, exist_ok=True)
         self._shares = open(output_dir / "class_shares.csv", "w", newline="")  # noqa: SIM115
         self._csv = csv.writer(self._shares)
         self._csv.writerow(["name", "height", "width", *card.class_names])
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seglab-writer")
+        self._pending: deque[tuple[Future, int]] = deque()
 
     def _path(self, folder: str, name: Path, suffix: str) -> Path:
         path = self.output_dir / folder / name.parent / f"{name.name}{suffix}"
@@ -84,12 +97,21 @@ class PictureWriter:
         return path
 
     def write(self, name: Path, image: np.ndarray, mask: np.ndarray) -> None:
+        """Queue the picture's files, waiting while the queue is full."""
+        while self._pending and (self._pending[0][0].done() or sum(
+                pixels for _, pixels in self._pending) > PENDING_PIXELS):
+            self._pending.popleft()[0].result()
+        self._pending.append((self._thread.submit(self._write, name, image, mask), mask.size))
+
+    def _write(self, name: Path, image: np.ndarray, mask: np.ndarray) -> None:
         palette_mask(mask, self.palette).save(self._path("masks", name, ".png"))
-        blended = overlay(image, mask, self.palette, self.alpha)
-        Image.fromarray(blended).save(self._path("overlays", name, ".jpg"), quality=92)
-        if self.side_by_side:
-            Image.fromarray(np.concatenate([image, blended], axis=1)).save(
-                self._path("side_by_side", name, ".jpg"), quality=92)
+        if self.overlays or self.side_by_side:
+            blended = overlay(image, mask, self.palette, self.alpha)
+            if self.overlays:
+                Image.fromarray(blended).save(self._path("overlays", name, ".jpg"), quality=92)
+            if self.side_by_side:
+                Image.fromarray(np.concatenate([image, blended], axis=1)).save(
+                    self._path("side_by_side", name, ".jpg"), quality=92)
         if self.dataset:
             self._write_pseudo_label(name, image, mask)
         shares = class_shares(mask, self.card.num_classes)
@@ -108,4 +130,10 @@ class PictureWriter:
         Image.fromarray(stored).save(folder / "masks" / f"{flat}.png")
 
     def close(self) -> None:
-        self._shares.close()
+        """Wait for every queued picture; raise the first write that failed."""
+        try:
+            while self._pending:
+                self._pending.popleft()[0].result()
+        finally:
+            self._thread.shutdown(wait=True, cancel_futures=True)
+            self._shares.close()

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from seglab.core.errors import ConfigError, FolderRefused
 from seglab.data.files import DataError
+from seglab.engine.metrics import predicted_classes
 from seglab.inference.card import ModelCard
 from seglab.inference.engine import InferenceOptions, options_from_config, predict_logits
 from seglab.inference.inputs import (
@@ -100,19 +101,25 @@ class Predictor:
         self.net, self.card, self.options, self.device = net, card, options, device
 
     def masks(self, inputs: torch.Tensor, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+        """Each picture's class map at its own size: logits resized (bilinear) and reduced on
+        the device, brought to the host once per batch as small integers."""
         logits = predict_logits(self.net, inputs.to(self.device), self.options)
-        masks = []
-        for picture_logits, size in zip(logits, sizes, strict=True):
-            if tuple(picture_logits.shape[-2:]) == tuple(size):
-                mask = picture_logits.argmax(0)
-            elif picture_logits.shape[0] * size[0] * size[1] <= MAX_UPSAMPLED_LOGITS:
-                mask = F.interpolate(picture_logits[None], size=size, mode="bilinear",
-                                     align_corners=False)[0].argmax(0)
-            else:
-                mask = F.interpolate(picture_logits.argmax(0)[None, None].float(), size=size,
-                                     mode="nearest")[0, 0].long()
-            masks.append(mask.cpu().numpy())
-        return masks
+        masks = [self._class_map(picture_logits, tuple(size))
+                 for picture_logits, size in zip(logits, sizes, strict=True)]
+        dtype = torch.uint8 if self.card.num_classes <= 256 else torch.int32
+        if len({mask.shape for mask in masks}) == 1:
+            return list(torch.stack(masks).to(dtype).cpu().numpy())
+        return [mask.to(dtype).cpu().numpy() for mask in masks]
+
+    @staticmethod
+    def _class_map(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        if tuple(logits.shape[-2:]) == size:
+            return predicted_classes(logits, 0)
+        if logits.shape[0] * size[0] * size[1] <= MAX_UPSAMPLED_LOGITS:
+            return predicted_classes(F.interpolate(logits[None], size=size, mode="bilinear",
+                                                   align_corners=False)[0], 0)
+        return F.interpolate(predicted_classes(logits, 0)[None, None].float(), size=size,
+                             mode="nearest")[0, 0].long()
 
     def masks_of_frames(self, frames: list[np.ndarray]) -> list[np.ndarray]:
         inputs = torch.stack([to_network_input(frame, self.card) for frame in frames])
@@ -204,7 +211,8 @@ def predict(cfg: DictConfig) -> tuple[dict, dict]:
     else:
         writer = PictureWriter(output_dir, card, float(predict_cfg["alpha"]),
                                bool(predict_cfg["side_by_side"]),
-                               bool(predict_cfg["save_as_dataset"]))
+                               bool(predict_cfg["save_as_dataset"]),
+                               bool(predict_cfg["overlays"]))
         written, seconds = predict_images(items, predictor, writer, predict_cfg, failed)
         summary.update(images=written, images_per_s=round(written / seconds, 3))
     summary.update(status="completed", seconds=round(seconds, 3), failed=failed,
