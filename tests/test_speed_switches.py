@@ -64,7 +64,7 @@ def test_an_unsupported_compiler_falls_back_in_one_line(monkeypatch, caplog):
 
 
 def test_gpu_amp_picks_bf16_on_native_gpus_else_fp16_with_a_scaler(monkeypatch):
-    from seglab.runs.config import amp_precision
+    from seglab.runs.precision import amp_precision
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     native = {"bf16": True}

@@ -19,7 +19,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seglab.core.errors import ConfigError
-from seglab.runs import wandb_setup  # noqa: F401 (registers ${wandb_offline:}, ${wandb_log_model:})
+from seglab.runs import (
+    precision,  # noqa: F401 (registers ${auto_precision:}, ${amp_precision:})
+    wandb_setup,  # noqa: F401 (registers ${wandb_offline:}, ${wandb_log_model:})
+)
 
 
 def config_dir() -> str:
@@ -83,42 +86,6 @@ def unknown_choice(arguments: list[str]) -> str | None:
                 return (f"unknown {key} {choice!r} in '{argument}'; "
                         f"valid choices for {key}: {', '.join(valid)}")
     return None
-
-
-def auto_precision(accelerator: str = "auto") -> str:
-    """"bf16-mixed" where bf16 runs natively on the chosen accelerator (Ampere+ GPUs, CPUs
-    with AVX512-BF16 or AMX), else "32-true": `${auto_precision:...}` in trainer/default.yaml."""
-    import torch
-
-    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
-        return "bf16-mixed" if _native_bf16_gpu() else "32-true"
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "32-true"
-    return "bf16-mixed" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "32-true"
-
-
-def _native_bf16_gpu() -> bool:
-    """Whether the GPU runs bf16 in hardware (Ampere and newer); torch's default check also
-    counts the slow emulation older GPUs offer."""
-    import torch
-
-    return torch.cuda.is_bf16_supported(including_emulation=False)
-
-
-def amp_precision() -> str:
-    """`${amp_precision:}` (trainer/gpu_amp.yaml): "bf16-mixed" on GPUs with native bf16,
-    else "16-mixed", for which Lightning scales the loss with a GradScaler."""
-    import torch
-
-    if torch.cuda.is_available() and not _native_bf16_gpu():
-        return "16-mixed"
-    return "bf16-mixed"
-
-
-OmegaConf.register_new_resolver("auto_precision", auto_precision, replace=True)
-OmegaConf.register_new_resolver("amp_precision", amp_precision, replace=True)
 
 
 def job_overrides() -> list[str]:
