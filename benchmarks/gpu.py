@@ -67,7 +67,9 @@ EQUAL = 1e-6
 PREDICT_CASES = (("batch 8, resize auto (the training size)", ["predict.batch_size=8"]),
                  ("batch 1, resize auto (the training size)", ["predict.batch_size=1"]),
                  ("batch 8, the pictures' own size", ["predict.batch_size=8",
-                                                      "predict.resize=null"]))
+                                                      "predict.resize=null"]),
+                 ("batch 8, the pictures' own size, masks only",
+                  ["predict.batch_size=8", "predict.resize=null", "predict.overlays=false"]))
 
 
 class PartError(Exception):
@@ -278,6 +280,10 @@ def default_run(context: Context, seconds: float) -> list[dict]:
     row = Row("default_run", "seglab-train trainer=gpu (the default run)", "s",
               {"wall": finished.seconds, "train_seconds": metrics.get("train_seconds")},
               extra={**scores(metrics), "epochs": metrics.get("epochs"),
+                     **{key: metrics.get(key) for key in ("test/images_per_s",
+                                                          "train/peak_memory_mib",
+                                                          "test/peak_memory_mib",
+                                                          "peak_memory_kind")},
                      "model": metrics.get("model"), "encoder": metrics.get("encoder"),
                      "input_size": metrics.get("input_size"), "params": metrics.get("params"),
                      "run_dir": str(folder)})

@@ -68,7 +68,7 @@ def test_a_recipe_setting_overridden_on_the_command_line_says_so(tmp_path):
     assert header_lines(cfg, tmp_path, "train")[2] == (
         "recipe=unet_resnet18_synthetic sets model.encoder_depth=3 "
         "model.decoder_channels=[64,32,16] model.channels_last=true (overridden: false) "
-        "trainer.max_epochs=4 (overridden: 2) (conf/recipe/unet_resnet18_synthetic.yaml; "
+        "trainer.max_epochs=7 (overridden: 2) (conf/recipe/unet_resnet18_synthetic.yaml; "
         "'~recipe' drops it)")
 
 

@@ -75,8 +75,10 @@ def test_toy_run_writes_every_part_and_prints_the_table(tmp_path: Path):
     assert all(row["ratio"] > 0 and row["extra"]["params_run"] > 0
                for row in rows["inference"]), rows["inference"]
     assert rows["default_run"][0]["extra"]["test/mIoU"] is not None
+    assert rows["default_run"][0]["extra"]["test/images_per_s"] > 0
+    assert rows["default_run"][0]["extra"]["peak_memory_kind"] == "rss"
     assert "equal" in rows["ddp"][-1]["extra"]
     assert rows["fcn8s"][0]["extra"]["exit_statuses"] == [0] * TOY_FCN8S_RUNS
-    assert len(rows["predict"]) == 3 and all(row["values"] for row in rows["predict"])
+    assert len(rows["predict"]) == 4 and all(row["values"] for row in rows["predict"])
     table = [line for line in finished.stdout.splitlines() if line.startswith("| ")]
     assert len(table) == 2 + len(PARTS) + len(results["rows"])
