@@ -23,7 +23,12 @@ from seglab.inference.card import ModelCard
 from seglab.inference.engine import InferenceOptions, predict_logits
 from seglab.inference.inputs import SameSizeBatches, image_size, list_inputs, processed_size
 from seglab.inference.outputs import PictureWriter
-from seglab.inference.prediction import load_model, predict, prediction_card
+from seglab.inference.prediction import (
+    load_model,
+    picture_workers,
+    predict,
+    prediction_card,
+)
 
 FAST = ["predict.num_workers=0"]
 
@@ -89,8 +94,9 @@ def test_a_mixed_folder_gives_masks_of_the_inputs_sizes(checkpoint, tmp_path):
 
 def test_masks_only_at_batch_8_and_1_equal_a_plain_script(checkpoint, tmp_path):
     """predict.overlays=false writes masks and class shares, no overlays; at batch 8 (the five
-    pictures in one batch) and at batch 1 the masks are those of the plain recipe: resize,
-    normalise, forward, logits resized back (bilinear), argmax."""
+    pictures in one batch, read by two loader workers) and at batch 1 (read in the process)
+    the masks are those of the plain recipe: resize, normalise, forward, logits resized back
+    (bilinear), argmax."""
     (tmp_path / "pictures").mkdir()
     for seed in range(5):
         random_image(70, 90, seed).save(tmp_path / "pictures" / f"picture_{seed}.png")
@@ -98,7 +104,8 @@ def test_masks_only_at_batch_8_and_1_equal_a_plain_script(checkpoint, tmp_path):
               "predict.resize=[64,64]"]
     _, default = run_predict(tmp_path, "default", common)
     outputs = {batch: run_predict(tmp_path / "runs", f"batch_{batch}", [
-        *common, "predict.overlays=false", f"predict.batch_size={batch}"])[1] for batch in (8, 1)}
+        *common, "predict.overlays=false", f"predict.batch_size={batch}",
+        f"predict.num_workers={workers}"])[1] for batch, workers in ((8, 2), (1, "auto"))}
     cfg = compose_config("predict", tmp_path / "script", common)
     net, card, cfg = load_model(cfg)
     card = prediction_card(card, OmegaConf.to_container(cfg.predict), "whole")
@@ -120,6 +127,12 @@ def test_masks_only_at_batch_8_and_1_equal_a_plain_script(checkpoint, tmp_path):
         with open(output / "class_shares.csv") as handle:
             assert [row["name"] for row in csv.DictReader(handle)] == [
                 f"picture_{seed}" for seed in range(5)]
+
+
+def test_picture_workers_only_on_a_gpu_unless_counted():
+    assert picture_workers("auto", torch.device("cpu")) == 0
+    assert 1 <= picture_workers("auto", torch.device("cuda")) <= 8
+    assert picture_workers(3, torch.device("cpu")) == 3
 
 
 def test_a_failed_write_is_raised_and_the_rest_are_not_lost(tmp_path):

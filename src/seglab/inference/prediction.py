@@ -14,6 +14,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from seglab.core.errors import ConfigError, FolderRefused
+from seglab.data.datamodule import loader_workers
 from seglab.data.files import DataError
 from seglab.engine.metrics import predicted_classes
 from seglab.inference.card import ModelCard
@@ -83,6 +84,16 @@ def prediction_card(card: ModelCard, predict: dict, mode: str) -> ModelCard:
     return ModelCard(**{**card.__dict__, "resize": resize})
 
 
+def picture_workers(option: int | str, device: torch.device) -> int:
+    """`predict.num_workers`: a count, or "auto": on a GPU the cores this process may use (at
+    most 8: they read the next pictures while the GPU computes); on a CPU none, since the
+    network's threads already use every core (2 cores, 16 JPEGs at 512²: 5.7 images/s without
+    workers, 4.9 with two at batch 1; 3.9 and 3.7 at batch 8)."""
+    if option == "auto":
+        return loader_workers("auto") if device.type == "cuda" else 0
+    return int(option)
+
+
 def pick_device(name: str) -> torch.device:
     """`predict.device`: auto (cuda when available), cpu, cuda or cuda:N."""
     if name == "auto":
@@ -146,7 +157,7 @@ def predict_images(items, predictor: Predictor, writer: PictureWriter, predict: 
     batch_size = 1 if predictor.options.mode == "slide" else int(predict["batch_size"])
     loader = DataLoader(PictureDataset(good, predictor.card), collate_fn=collate_pictures,
                         batch_sampler=SameSizeBatches(sizes, batch_size),
-                        num_workers=int(predict["num_workers"]))
+                        num_workers=picture_workers(predict["num_workers"], predictor.device))
     progress, written = Throughput(len(items)), 0
     progress.advance(len(items) - len(good))
     try:

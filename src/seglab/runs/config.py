@@ -157,6 +157,7 @@ def _is_size(value) -> bool:
 
 
 # key -> (test, what was expected); checked only where the key is present in the config.
+WORKER_COUNT = (lambda v: v == "auto" or (_is_int(v) and v >= 0), "auto or a non-negative integer")
 TYPED_KEYS = {
     "seed": (_is_int, "an integer"),
     "trust_checkpoint": (lambda v: isinstance(v, bool), "true or false"),
@@ -164,8 +165,7 @@ TYPED_KEYS = {
     "data.class_names": (lambda v: v is None or (isinstance(v, list) and all(
         isinstance(name, str) for name in v)), "null (the dataset's own) or a list of names"),
     "data.batch_size": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
-    "data.num_workers": (lambda v: v == "auto" or (_is_int(v) and v >= 0),
-                         "auto or a non-negative integer"),
+    "data.num_workers": WORKER_COUNT,
     "data.ignore_index": (_is_int, "an integer"),
     "data.input_size": (_is_size, "a [height, width] pair of positive integers"),
     "data.eval_mode": (lambda v: v in ("whole", "slide"), "whole or slide"),
@@ -208,7 +208,7 @@ TYPED_KEYS = {
     "scheduler.factory.patience": (lambda v: _is_int(v) and v >= 0,
                                    "a non-negative number of epochs"),
     "predict.batch_size": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
-    "predict.num_workers": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "predict.num_workers": WORKER_COUNT,
     "predict.alpha": (_is_fraction, "an opacity in [0, 1]"),
     "predict.overlap": (lambda v: _is_number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
     "predict.max_pixels": (lambda v: _is_int(v) and v >= 1, "a positive number of pixels"),
