@@ -372,7 +372,10 @@ def test_predict_refuses_a_run_folder_and_bad_options(checkpoint, tmp_path):
     assert (run_dir / ".hydra" / "config.yaml").read_text() == config
     for option, message in [("predict.mode=Slide", r"predict.mode must be whole or slide"),
                             ("predict.scales=1.0", r"predict.scales=1.0: expected a list"),
-                            ("predict.device=gpu", r"predict.device='gpu': expected auto")]:
+                            ("predict.device=gpu", r"predict.device='gpu': expected auto"),
+                            ("predict.overlays=no", r"predict.overlays = 'no'.*true or false"),
+                            ("predict.num_workers=-1", r"predict.num_workers = -1.*auto or a "
+                                                       "non-negative integer")]:
         with pytest.raises(ConfigError, match=message):
             predict(compose_config("predict", tmp_path / option, [*model, option]))
 

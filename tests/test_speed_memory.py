@@ -112,7 +112,7 @@ def test_under_ddp_each_figure_is_the_sum_of_the_processes(monkeypatch):
     monkeypatch.setattr(speed_memory, "perf_counter", lambda: clock.now)
     monkeypatch.setattr(speed_memory, "read_peak", lambda device, kind: 100.0)
     # the other process: its fit peak; its test images/s, test peak and timed batches
-    trainer = SimpleNamespace(strategy=TwoProcesses([[300.0], [50.0, 200.0, 3.0]]))
+    trainer = SimpleNamespace(strategy=TwoProcesses([[300.0], [50.0, 200.0, 3.0]]), world_size=2)
     module, costs = SimpleNamespace(net=ClockedNet(clock)), SpeedAndMemory()
     costs.on_fit_start(trainer, module)
     costs.on_fit_end(trainer, module)

@@ -4,7 +4,7 @@ peak memory.
 Speed (`test/images_per_s`): hooks on the network time its forward passes alone (not loading,
 loss or metrics), at the evaluation size and batch, on the run's device and precision. The
 first test batch warms up and is not counted; of the next `TIMED_BATCHES`, those as large as
-it are (a test split of one batch: that batch; see `timed_batches`). A batch evaluated on
+it are (a test split of one batch: that batch; see `counted_batches`). A batch evaluated on
 sliding-window tiles counts the time of all its tile passes. On CUDA each timed pass starts
 and ends with `torch.cuda.synchronize`; elsewhere a pass costs two clock readings. The hooks
 come off after the last timed batch.
@@ -88,7 +88,7 @@ def batch_images(batch: dict | list[dict]) -> int:
     return sum(part["image"].shape[0] for part in by_size(batch))
 
 
-def timed_batches(batches: list[tuple[int, float]]) -> list[tuple[int, float]]:
+def counted_batches(batches: list[tuple[int, float]]) -> list[tuple[int, float]]:
     """The (images, seconds) of the batches that count, of those measured: after the warm-up,
     those as large as it (a smaller last batch is another shape, which a compiled network
     compiles again); any after it if none is; the warm-up itself when it is the only one."""
@@ -166,7 +166,7 @@ class SpeedAndMemory(Callback):
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._remove_hooks()
-        timed = timed_batches(self._batches)
+        timed = counted_batches(self._batches)
         images = sum(count for count, _ in timed)
         seconds = sum(elapsed for _, elapsed in timed)
         self._gather(trainer, {
@@ -193,6 +193,8 @@ class SpeedAndMemory(Callback):
     def _synchronize(self) -> None:
         if self._device.type == "cuda":
             torch.cuda.synchronize(self._device)
+        elif self._device.type == "mps":
+            torch.mps.synchronize()
 
     def _remove_hooks(self) -> None:
         for hook in self._hooks:
@@ -200,10 +202,13 @@ class SpeedAndMemory(Callback):
         self._hooks = []
 
     def _gather(self, trainer: Trainer, values: dict[str, float]) -> None:
-        """Every process's `values`, in one collective (NaN: not measured, kept as None)."""
-        local = torch.tensor(list(values.values()), dtype=torch.float64,
-                             device=trainer.strategy.root_device)
-        rows = trainer.strategy.all_gather(local).reshape(-1, len(values)).cpu().tolist()
+        """Every process's `values`, in one collective when there are several (NaN: not
+        measured, kept as None). float32: Apple's MPS has no float64."""
+        rows = [list(values.values())]
+        if trainer.world_size > 1:
+            local = torch.tensor(rows[0], dtype=torch.float32,
+                                 device=trainer.strategy.root_device)
+            rows = trainer.strategy.all_gather(local).reshape(-1, len(values)).cpu().tolist()
         for index, key in enumerate(values):
             self._per_process[key] = [None if math.isnan(row[index]) else round(row[index], 1)
                                       for row in rows]

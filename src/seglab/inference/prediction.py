@@ -173,8 +173,10 @@ def predict_images(items, predictor: Predictor, writer: PictureWriter, predict: 
                     written += 1
             progress.advance(len(batch["indices"]) + len(batch["errors"]))
     finally:
-        writer.close()
-        seconds = progress.close()
+        try:
+            writer.close()
+        finally:
+            seconds = progress.close()
     return written, seconds
 
 

@@ -213,7 +213,8 @@ TYPED_KEYS = {
     "predict.overlap": (lambda v: _is_number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
     "predict.max_pixels": (lambda v: _is_int(v) and v >= 1, "a positive number of pixels"),
     **{f"predict.{switch}": (lambda v: isinstance(v, bool), "true or false")
-       for switch in ("tta", "flip", "side_by_side", "save_as_dataset", "video_frames")},
+       for switch in ("tta", "flip", "side_by_side", "save_as_dataset", "video_frames",
+                      "overlays")},
 }
 
 

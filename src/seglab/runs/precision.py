@@ -3,14 +3,15 @@ and `${amp_precision:}` (trainer/gpu_amp.yaml). Imports torch only when resolved
 
 On a CPU, bf16 instructions do not make bf16 faster: the default run's training steps ran
 1.5 times faster in bf16-mixed than in fp32 on 2 cores of an AMD EPYC (Zen 4, AVX512-BF16;
-`make bench`, 107 against 69 images/s) and 1.8 times slower on 2 cores of an Intel Xeon with
-AVX512-BF16 but no AMX (`python -m benchmarks.profile_step`: 214 against 121 ms a step; torch
-2.14.1 on both). So where the CPU has bf16 instructions, the faster precision is measured once
-and kept (`cpu_bf16_is_faster`).
+`make bench`, 107 against 69 images/s) and 1.3 times slower on 2 cores of an Intel Xeon with
+AVX512-BF16 but no AMX (`make bench`, 77 against 101 images/s; torch 2.14.1 on both). So
+where the CPU has bf16 instructions, the faster precision is measured once and kept
+(`cpu_bf16_is_faster`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import statistics
@@ -70,42 +71,60 @@ def cpu_info(field: str) -> str:
     return ""
 
 
-def cache_file() -> Path:
+def cache_file() -> Path | None:
     """Where measured answers are kept: $XDG_CACHE_HOME/seglab (default ~/.cache/seglab)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        try:
+            base = Path.home() / ".cache"
+        except RuntimeError:  # no home folder: nothing kept, measured in each process
+            return None
     return Path(base) / "seglab" / "cpu_precision.json"
 
 
+@functools.cache
 def cpu_bf16_is_faster() -> bool:
     """Whether a convolution training step runs at least `BF16_MARGIN` times faster under bf16
     autocast than in fp32 on this CPU, with this torch and thread count: measured once (about
     half a second) and kept in `cache_file()`, so every later run on the machine resolves the
-    same precision (each run's config records the one it used)."""
+    same precision (each run's config records the one it used); within a process it is
+    asked once. Delete the file to measure again (say, after a measurement taken while other
+    work loaded the machine)."""
     import torch
 
     threads = torch.get_num_threads()
     key = f"{cpu_info('model name')} | torch {torch.__version__} | {threads} threads"
     path = cache_file()
     try:
-        known = json.loads(path.read_text())
+        known = json.loads(path.read_text()) if path else {}
     except (OSError, ValueError):
         known = {}
-    if key not in known:
+    if not isinstance(known, dict):
+        known = {}
+    if not isinstance(known.get(key), dict) or "bf16" not in known[key]:
         fp32, bf16 = measure_conv_steps()
         known[key] = {"bf16": fp32 / bf16 >= BF16_MARGIN, "fp32_ms": round(fp32 * 1e3, 2),
                       "bf16_ms": round(bf16 * 1e3, 2)}
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomically(path, json.dumps(known, indent=1))
-        except OSError:
-            pass  # measured again next time
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_atomically(path, json.dumps(known, indent=1))
+            except OSError:
+                pass  # not writable: measured again by the next process
     return bool(known[key]["bf16"])
 
 
 def measure_conv_steps() -> tuple[float, float]:
     """Median seconds of one training step (forward, backward) of a small channels-last
     convolution block, batch 16 of 64×32×32 (the default run's shapes), in fp32 and under
-    bf16 autocast, taken in turns."""
+    bf16 autocast, taken in turns; torch's random state is left as it was."""
+    import torch
+
+    with torch.random.fork_rng():
+        return _conv_step_seconds()
+
+
+def _conv_step_seconds() -> tuple[float, float]:
     import torch
     from torch import nn
 
