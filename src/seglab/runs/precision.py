@@ -11,6 +11,7 @@ where the CPU has bf16 instructions, the faster precision is measured once and k
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -105,12 +106,10 @@ def cpu_bf16_is_faster() -> bool:
         fp32, bf16 = measure_conv_steps()
         known[key] = {"bf16": fp32 / bf16 >= BF16_MARGIN, "fp32_ms": round(fp32 * 1e3, 2),
                       "bf16_ms": round(bf16 * 1e3, 2)}
-        if path is not None:
-            try:
+        if path is not None:  # not writable: measured again by the next process
+            with contextlib.suppress(OSError):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write_atomically(path, json.dumps(known, indent=1))
-            except OSError:
-                pass  # not writable: measured again by the next process
     return bool(known[key]["bf16"])
 
 
