@@ -1,6 +1,7 @@
 """A run's costs in metrics.json: the test's forward throughput, timed on the network's own
 forward passes, and each stage's peak memory."""
 
+import gc
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -135,11 +136,19 @@ def test_under_ddp_each_figure_is_the_sum_of_the_processes(monkeypatch):
 
 @pytest.mark.skipif(not reset_peak_rss(), reason="the peak RSS cannot be reset here")
 def test_peak_rss_is_reset_per_stage_and_sees_an_allocation():
-    assert start_peak(CPU) == "rss"
-    before = read_peak(CPU, "rss")
-    block = np.ones(200 * 2**20 // 8)  # 200 MiB, every page written
-    grown = read_peak(CPU, "rss") - before
-    del block
+    # earlier tests' garbage first, and none collected meanwhile: freed during the allocation
+    # below, it would lower the resident set by as much as the allocation raises it (a full
+    # suite run saw the peak not move)
+    gc.collect()
+    gc.disable()
+    try:
+        assert start_peak(CPU) == "rss"
+        before = read_peak(CPU, "rss")
+        block = np.ones(200 * 2**20 // 8)  # 200 MiB, every page written
+        grown = read_peak(CPU, "rss") - before
+        del block
+    finally:
+        gc.enable()
     assert 190 < grown < 230
     start_peak(CPU)
     assert read_peak(CPU, "rss") < before + 100  # the next stage starts from what is held now
