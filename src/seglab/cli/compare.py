@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from seglab.core.significance import DEFAULT_RESAMPLES
 from seglab.reports.compare import build_comparison
 from seglab.reports.compare_chart import render_chart
 from seglab.reports.compare_report import Column, display_columns, markdown_report, markdown_table
@@ -47,6 +48,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--group-by", default="", metavar="KEYS",
                         help="override keys, comma-separated (e.g. seed): one row per group "
                              "with mean ± std and n")
+    parser.add_argument("--resamples", type=positive_int, default=DEFAULT_RESAMPLES,
+                        metavar="N",
+                        help="bootstrap resamples and random swaps of the test intervals and "
+                             f"paired tests (default: {DEFAULT_RESAMPLES})")
     dashboard = parser.add_argument_group(
         "dashboard", "serve optuna-dashboard on a search's study (PATH: the sweep folder, with "
                      "optuna.journal or optuna.db) until Ctrl-C, instead of writing the table")
@@ -61,6 +66,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.dashboard and len(args.paths) != 1:
         parser.error("--dashboard takes one sweep folder")
     return args
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return number
 
 
 def _style(column: Column, row: int) -> str:
@@ -148,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
         sources = find_runs(args.paths)
         runs = read_runs(sources)
         group_by = [key.strip() for key in args.group_by.split(",") if key.strip()]
-        comparison = build_comparison(runs, args.metric, args.sort, group_by)
+        comparison = build_comparison(runs, args.metric, args.sort, group_by, args.resamples)
         out_dir = args.out or sources.out_dir
         if out_dir.exists() and not out_dir.is_dir():
             raise CompareError(f"--out {out_dir} is a file, not a folder", code=2)
@@ -168,6 +184,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(1) from None
     try:
         print_table(columns, summary)
+        for note in comparison.notes:
+            print(f"not paired: {note}")
         for name in files:
             print(f"wrote {out_dir / name}")
     except BrokenPipeError:  # `| head` stopped reading: not an error of ours

@@ -14,7 +14,8 @@ class SegmentationDataset(Dataset, ABC):
 
     A raw sample is a dict with `image` (H×W×3 uint8 RGB), `mask` (H×W int64, ignore as 255)
     and `id` (file stem or scene name). With a transform, `image` becomes a float tensor
-    [3, H, W] and `mask` a long tensor [H, W].
+    [3, H, W] and `mask` a long tensor [H, W], and `index` says which sample it is (so
+    per-image test scores gathered from DDP processes are put back in the split's order).
     """
 
     def __init__(self, transform: Callable[..., dict] | None = None) -> None:
@@ -30,4 +31,4 @@ class SegmentationDataset(Dataset, ABC):
             return sample
         out = self.transform(image=sample["image"], mask=sample["mask"])
         return {"image": out["image"], "mask": torch.as_tensor(out["mask"]).long(),
-                "id": sample["id"]}
+                "id": sample["id"], "index": index}

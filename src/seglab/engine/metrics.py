@@ -60,6 +60,31 @@ def segmentation_scores(confmat: Tensor, class_names: list[str]) -> dict[str, fl
     return scores
 
 
+def per_image_counts(preds: Tensor, target: Tensor, num_classes: int,
+                     ignore_index: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Each image's intersection and union pixel counts per class ([N, C] each) and its counted
+    pixels ([N]), from class maps [N, H, W]: the confusion matrix's diagonal and unions, image
+    by image (ignored pixels left out alike). One scatter, no host synchronisation."""
+    images, classes = preds.shape[0], num_classes
+    target, preds = target.reshape(images, -1).long(), preds.reshape(images, -1).long()
+    counted = (target >= 0) & (target < classes)
+    if ignore_index is not None:
+        counted &= target != ignore_index
+    offsets = torch.arange(images, device=preds.device).unsqueeze(1) * classes
+    unused = images * classes  # the bin of pixels left out
+    size = unused + 1
+    right = counted & (preds == target)
+    bins = torch.cat([torch.where(counted, offsets + target, unused),
+                      torch.where(counted, offsets + preds, unused) + size,
+                      torch.where(right, offsets + target, unused) + 2 * size])
+    counts = torch.zeros(3 * size, dtype=torch.long, device=bins.device)
+    with _integer_scatter():
+        counts.scatter_add_(0, bins.flatten(), torch.ones_like(bins.flatten()))
+    true_area, predicted_area, intersection = counts.view(3, size)[:, :-1].view(3, images, classes)
+    union = true_area + predicted_area - intersection
+    return intersection, union, true_area.sum(1)
+
+
 class ConfusionMatrix(Metric):
     """The [target, prediction] pixel-count matrix of a stage, accumulated on the device.
 

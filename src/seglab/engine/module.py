@@ -15,9 +15,11 @@ from torchmetrics import MeanMetric
 from seglab import __version__
 from seglab.core.errors import ConfigError
 from seglab.engine.metrics import ConfusionMatrix, predicted_classes, segmentation_scores
+from seglab.engine.per_image import PerImageScores
 from seglab.engine.schedule import SchedulerSpec, validates_by_steps
 from seglab.engine.sliding import slide_logits
 from seglab.models import SegmentationNet
+from seglab.runs.per_image import PerImageCounts
 
 STAGES = ("train", "val", "test")
 # Every epoch value this module logs is already summed over processes when it is logged (see
@@ -44,12 +46,13 @@ class SegmentationModule(LightningModule):
     over the steps since the one before. The matrices and the mean losses are torchmetrics
     states, so under DDP they are summed over processes before any metric is derived (exact
     for any split size); the last test's summed matrix is kept as `test_confusion` (CPU
-    int64, [true, predicted]) for the run folder. Validation and test run the net on whole
-    images, or with `slide_window` (tile, stride) on overlapping tiles whose logits are
-    averaged (`slide_logits`, `tiles_per_pass` at once); a batch of images of different
-    sizes comes as a list of batches, one per size. Losses are computed in fp32 whatever the
-    precision, and a NaN or infinite training loss stops the run (`TrainingDiverged`) before
-    its step.
+    int64, [true, predicted]) for the run folder, and its per-image counts, gathered from
+    every process in the split's order, as `test_per_image` (`PerImageScores`). Validation
+    and test run the net on whole images, or with `slide_window` (tile, stride) on
+    overlapping tiles whose logits are averaged (`slide_logits`, `tiles_per_pass` at once); a
+    batch of images of different sizes comes as a list of batches, one per size. Losses are
+    computed in fp32 whatever the precision, and a NaN or infinite training loss stops the
+    run (`TrainingDiverged`) before its step.
 
     Under DDP every collective this module issues happens in `_log_scores`, in the same order
     on every process; what it logs is already synchronised and logged without `sync_dist`.
@@ -81,11 +84,13 @@ class SegmentationModule(LightningModule):
         })
         self.mean_losses = nn.ModuleDict({f"{stage}_loss": MeanMetric() for stage in STAGES})
         self.mean_aux_loss = MeanMetric()
+        self.per_image = PerImageScores(len(self.class_names), ignore_index)
         self.best_val_miou = -math.inf
         self.best_val_epoch: int | None = None
         self.best_val_step: int | None = None
         self.val_scores: dict[str, float] = {}  # the last validation's, for metrics.json
         self.test_confusion: Tensor | None = None
+        self.test_per_image: PerImageCounts | None = None
         self._restored_train_epoch: int | None = None
 
     def forward(self, images: Tensor) -> Tensor:
@@ -112,7 +117,10 @@ class SegmentationModule(LightningModule):
             if auxiliary is not None:
                 self.mean_aux_loss.update(auxiliary.detach(), batch_size)
                 loss = loss + auxiliary
-        self.confmats[f"{stage}_confmat"].update(predicted_classes(logits), batch["mask"])
+        preds = predicted_classes(logits)
+        self.confmats[f"{stage}_confmat"].update(preds, batch["mask"])
+        if stage == "test":
+            self.per_image.update(preds, batch)
         self.mean_losses[f"{stage}_loss"].update(loss.detach(), batch_size)
         if stage == "train":
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True,
@@ -165,6 +173,7 @@ class SegmentationModule(LightningModule):
         confmat = self.confmats[f"{stage}_confmat"].compute()  # summed over processes
         if stage == "test":
             self.test_confusion = confmat.detach().to("cpu", torch.int64, copy=True)
+            self.test_per_image = self.per_image.gathered(self._trainer, self.class_names)
         scores = {f"{stage}/{key}": value
                   for key, value in segmentation_scores(confmat, self.class_names).items()}
         scores[f"{stage}/loss"] = float(self.mean_losses[f"{stage}_loss"].compute())
@@ -187,6 +196,8 @@ class SegmentationModule(LightningModule):
         self.mean_losses[f"{stage}_loss"].reset()
         if stage == "train":
             self.mean_aux_loss.reset()
+        if stage == "test":
+            self.per_image.reset()
 
     def on_train_start(self) -> None:
         """By steps, train states start here and after each validation, unless a checkpoint

@@ -26,13 +26,16 @@ from seglab.engine.speed_memory import SpeedAndMemory
 from seglab.models import count_gflops, count_parameters
 from seglab.runs.folder import Run, check_free_space, completed_record, finish_run, start_run
 from seglab.runs.hparams import log_final_results
+from seglab.runs.per_image import keep_per_image
 from seglab.runs.reproduction import reproduction_record
 from seglab.runs.search_trial import current as current_trial
 from seglab.runs.search_trial import in_trial
 
 
 def train(cfg: DictConfig) -> tuple[dict, dict]:
-    """Train, test the best checkpoint, write metrics.json, the test confusion matrix and plots.
+    """Train, test the best checkpoint, write metrics.json, the test confusion matrix, the
+    per-image test counts (test_per_image.npz, with the bootstrap intervals they give in
+    metrics.json) and plots.
 
     metrics.json also gets the test's forward throughput and each stage's peak memory
     (`SpeedAndMemory`). In a search trial every validation reports the optimized metric to
@@ -89,6 +92,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
         "skipped_samples": len(datamodule.skipped),
         "checkpoint": best or None,
         **reproduction_record(cfg),
+        **keep_per_image(run.folder, module.test_per_image),
     })
     if pruned:
         metrics = {**metrics, "status": "pruned", "pruned": current_trial().pruned}

@@ -18,6 +18,7 @@ from seglab.engine.speed_memory import SpeedAndMemory
 from seglab.inference.loading import describe_network, published_card
 from seglab.models.weights import check_fits, network_weights
 from seglab.runs.folder import completed_record, finish_run, start_run
+from seglab.runs.per_image import keep_per_image
 from seglab.runs.run_config import checkpoint_run_config
 
 # Sections that say where this evaluation writes: taken from the eval config, not the run's.
@@ -47,8 +48,8 @@ def published_eval_config(cfg: DictConfig) -> tuple[DictConfig, str]:
 
 def evaluate(cfg: DictConfig) -> tuple[dict, dict]:
     """Test `cfg.ckpt_path` on its run's test split, or published weights named by
-    `model.weights` on the configured data's test split; writes metrics.json in the eval
-    folder."""
+    `model.weights` on the configured data's test split; writes metrics.json (with the test
+    intervals), the confusion matrix and test_per_image.npz in the eval folder."""
     checkpoint = None
     if cfg.get("ckpt_path"):
         ckpt_path = Path(cfg.ckpt_path).expanduser().resolve()
@@ -92,6 +93,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict, dict]:
 
     metrics = completed_record(cfg, run.folder, class_names,
                                {"test": dict(trainer.callback_metrics)},
-                               {**source, **costs.figures})
+                               {**source, **costs.figures,
+                                **keep_per_image(run.folder, module.test_per_image)})
     finish_run(run, metrics)
     return metrics, objects

@@ -11,17 +11,22 @@ lacks a number (runs from before images/s and peak memory were measured) has an 
 Grouped rows (`--group-by`) average the completed runs of a group: `mean ± std` with the
 sample std (ddof=1), left empty for a single run and not shown when it is 0; `n` counts the
 completed runs, `n_failed` and `n_unfinished` the others.
+
+Runs that kept per-image test counts also get their test intervals and paired tests against
+the best (`seglab.reports.paired_tests`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from seglab.core.significance import DEFAULT_RESAMPLES
+from seglab.reports.paired_tests import add_intervals_and_tests
 from seglab.reports.run_folders import IDENTITY, CompareError, Run, natural_key
 
 NOT_SCORES = {"seed", "num_classes"}  # numbers in metrics.json that are settings, not scores
@@ -142,6 +147,8 @@ class Comparison:
     headline: Metric
     group_keys: list[str] | None  # the columns that name a group; None: one row per run
     sorted_by: str = "run"
+    notes: list[str] = field(default_factory=list)  # what the paired tests could not pair
+    resamples: int = DEFAULT_RESAMPLES
 
     @property
     def grouped(self) -> bool:
@@ -203,9 +210,10 @@ def run_frame(runs: Sequence[Run], overrides: Sequence[str],
 
 
 def group_frame(frame: pd.DataFrame, keys: Sequence[str],
-                metrics: Sequence[Metric]) -> pd.DataFrame:
+                metrics: Sequence[Metric]) -> tuple[pd.DataFrame, list[list[str]]]:
     """One row per group of runs sharing `keys`: run counts, then mean and std of each score
-    (over completed runs; std with ddof=1), then the group's run labels."""
+    (over completed runs; std with ddof=1), then the group's run labels; and those labels
+    as a list per row."""
     status = frame["status"]
     counted = frame.assign(n=status.eq("completed").astype(int),
                            n_pruned=status.eq("pruned").astype(int),
@@ -218,8 +226,9 @@ def group_frame(frame: pd.DataFrame, keys: Sequence[str],
     scores = groups[[metric.column for metric in metrics]].agg(["mean", "std"])
     scores.columns = [f"{column}_{stat}" for column, stat in scores.columns]
     counts = groups[["n", "n_pruned", "n_failed", "n_unfinished"]].sum()
-    runs = groups["run"].agg(" ".join).rename("runs")
-    return pd.concat([counts, scores, runs], axis=1).reset_index(drop=not keys)
+    members = groups["run"].agg(list)
+    runs = members.str.join(" ").rename("runs")
+    return pd.concat([counts, scores, runs], axis=1).reset_index(drop=not keys), members.tolist()
 
 
 def _sortable(values: pd.Series) -> pd.Series:
@@ -298,8 +307,10 @@ def default_metric(runs: Sequence[Run]) -> str:
 
 
 def build_comparison(runs: Sequence[Run], metric: str | None = None,
-                     sort: str | None = None, group_by: Sequence[str] = ()) -> Comparison:
-    """The comparison table of `runs`: checks the keys, builds, groups and sorts; `metric`
+                     sort: str | None = None, group_by: Sequence[str] = (),
+                     resamples: int = DEFAULT_RESAMPLES) -> Comparison:
+    """The comparison table of `runs`: checks the keys, builds, groups, adds the test intervals
+    and paired tests (`resamples` bootstrap resamples and permutations), and sorts; `metric`
     (default: `default_metric`) orders the rows and is the one the chart shows."""
     metric = metric or default_metric(runs)
     metrics = [*STANDARD_METRICS, *class_metrics(runs)]
@@ -312,6 +323,7 @@ def build_comparison(runs: Sequence[Run], metric: str | None = None,
             metrics.insert(len(STANDARD_METRICS), shown)
     overrides = differing_overrides(runs)
     frame = run_frame(runs, overrides, metrics)
+    members = [[run.label] for run in runs]
     group_keys = None
     if group_by:
         valid = list(dict.fromkeys([*IDENTITY, *(key for run in runs for key in run.overrides)]))
@@ -320,7 +332,12 @@ def build_comparison(runs: Sequence[Run], metric: str | None = None,
                 raise CompareError(f"unknown --group-by key {key!r}; valid: "
                                    f"{', '.join(valid)}", code=2)
         group_keys = [key for key in (*IDENTITY, *overrides) if key not in group_by]
-        frame = group_frame(frame, group_keys, metrics)
-    comparison = Comparison(frame, metrics, headline, group_keys)
+        frame, members = group_frame(frame, group_keys, metrics)
+    by_label = {run.label: run for run in runs}
+    notes = add_intervals_and_tests(frame, [[by_label[label] for label in labels]
+                                            for labels in members],
+                                    group_keys is not None, resamples)
+    comparison = Comparison(frame, metrics, headline, group_keys, notes=notes,
+                            resamples=resamples)
     sort_comparison(comparison, sort)
     return comparison

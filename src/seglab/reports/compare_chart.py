@@ -1,5 +1,7 @@
 """comparison.png: the headline metric per run, and against model size, training time and,
-when some run measured it, test throughput (images/s).
+when some run measured it, test throughput (images/s); when runs kept per-image test counts,
+a last panel draws each row's test mIoU with its 95% interval as error bars, the rows not
+significantly below the best in the dark colour.
 
 The scatter panels name their points: colour = model, marker = encoder, explained by two legends
 beside the panels. Rows without a model or encoder (e.g. grouped by model) get the bar panel's
@@ -132,9 +134,27 @@ def _time_axis(seconds: pd.Series) -> tuple[pd.Series, str]:
     return seconds / 3600, "train time (h)"
 
 
+def _intervals(axes: Axes, labels: pd.Series, frame: pd.DataFrame) -> None:
+    """Test mIoU with its interval per row, in the bars' order; rows tied with the best dark."""
+    values, low, high = frame["test_mIoU_point"], frame["test_mIoU_low"], frame["test_mIoU_high"]
+    positions = list(range(len(values)))
+    tied = frame["same_as_best"].fillna(False).astype(bool) if "same_as_best" in frame \
+        else pd.Series(False, index=frame.index)
+    for position, value, lower, upper, best in zip(positions, values, low, high, tied,
+                                                  strict=True):
+        if pd.notna(lower):
+            axes.errorbar(value, position, xerr=[[value - lower], [upper - value]], fmt="o",
+                          capsize=3, color=BEST_COLOUR if best else BAR_COLOUR)
+    axes.set_yticks(positions, labels, fontsize=8)
+    axes.set_ylim(len(positions) - 0.5, -0.5)
+    axes.set_xlabel("test mIoU")
+    axes.set_title("test mIoU, 95% interval (dark: not below the best)")
+    axes.grid(axis="x", alpha=0.3)
+
+
 def chart_figure(comparison: Comparison) -> Figure:
-    """The bars and the scatter panels (three or four); failed and unfinished runs are left
-    out."""
+    """The bars, the scatter panels (three or four) and the intervals' panel when there are
+    intervals; failed and unfinished runs are left out."""
     metric = comparison.headline
     values = comparison.numbers(metric.column)
     rows = comparison.finished() & values.notna()
@@ -149,13 +169,22 @@ def chart_figure(comparison: Comparison) -> Figure:
     if speed.notna().any():  # runs from before images/s was measured have none
         costs.append((speed, "test images/s"))
 
+    frame = comparison.frame
+    intervals = frame.loc[rows] if "test_mIoU_low" in frame else None
+    if intervals is not None:  # a group's interval is around its pooled counts' mIoU
+        intervals = intervals.assign(test_mIoU_point=intervals.get(
+            "test_mIoU_pooled", comparison.numbers("test_mIoU")[rows]))
     noun = "group" if comparison.grouped else "run"
-    figure = Figure(figsize=(7 + 5 * len(costs), max(4.5, 1.6 + 0.32 * len(values))),
+    extra = intervals is not None
+    figure = Figure(figsize=(7 + 5 * (len(costs) + extra), max(4.5, 1.6 + 0.32 * len(values))),
                     layout="constrained")
     FigureCanvasAgg(figure)
-    bars, *panels = figure.subplots(1, 1 + len(costs), width_ratios=[1.3] + [1] * len(costs))
+    bars, *panels = figure.subplots(1, 1 + len(costs) + extra,
+                                    width_ratios=[1.3] + [1] * (len(costs) + extra))
+    if extra:
+        *panels, interval_axes = panels
     if values.empty:
-        for axes in (bars, *panels):
+        for axes in (bars, *panels, *([interval_axes] if extra else [])):
             _no_data(axes, metric.header, f"no completed runs with {metric.header}")
     else:
         _bars(bars, labels, values, errors, metric, best, noun)
@@ -163,6 +192,8 @@ def chart_figure(comparison: Comparison) -> Figure:
         short = comparison.frame.loc[values.index, "run"] if not comparison.grouped else labels
         for axes, (x, x_label) in zip(panels, costs, strict=True):
             _scatter(axes, x, values, errors, styles, short, x_label, metric.header)
+        if extra:
+            _intervals(interval_axes, labels, intervals)
         if styles is not None:
             _legends(figure, styles)
     direction = " (lower is better)" if metric.better == "min" else ""

@@ -1,0 +1,162 @@
+"""Intervals and paired tests for a comparison, from the runs' per-image test counts
+(`test_per_image.npz`).
+
+Each row gets its test mIoU's and pixel accuracy's 95% bootstrap interval over the test images
+(a group of runs: their per-image counts averaged image by image, the pooled interval). Rows
+tested on the same images (same ids and classes) form a family; in a family of two or more,
+each row is tested against the family's best test mIoU with a two-sided paired permutation
+test over the images, and the p-values are Holm-adjusted over the family: `same_as_best` is
+true for the best and for every row whose adjusted p-value is at least `ALPHA`. Rows tested
+on other images are never paired with them; the notes say which and why, in one line each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from seglab.core.significance import (
+    DEFAULT_RESAMPLES,
+    DEFAULT_SEED,
+    Counts,
+    bootstrap_intervals,
+    holm,
+    paired_test,
+    pooled,
+)
+from seglab.reports.run_folders import CompareError, Run
+from seglab.runs.per_image import PER_IMAGE_FILE, PerImageCounts, read_per_image
+
+ALPHA = 0.05
+INTERVAL_COLUMNS = ("test_mIoU_low", "test_mIoU_high", "test_pixel_acc_low",
+                    "test_pixel_acc_high")
+POOLED_COLUMNS = ("test_mIoU_pooled", "test_pixel_acc_pooled")  # a group's, around its interval
+TEST_COLUMNS = ("mIoU_vs_best", "mIoU_vs_best_low", "mIoU_vs_best_high", "p_value", "p_holm",
+                "same_as_best")
+
+
+@dataclass(frozen=True)
+class RowCounts:
+    """What one row's statistics are computed from: its completed runs' per-image counts,
+    pooled, and the test images they were all tested on."""
+
+    counts: Counts
+    ids: tuple[str, ...]
+    class_names: tuple[str, ...]
+
+    @property
+    def image_set(self) -> tuple:
+        return self.ids, self.class_names
+
+
+def read_counts(run: Run) -> PerImageCounts | None:
+    """A completed run's per-image counts; None for runs from before they were kept."""
+    path = run.folder / PER_IMAGE_FILE
+    if run.status != "completed" or not path.is_file():
+        return None
+    try:
+        return read_per_image(path)
+    except ValueError as error:
+        raise CompareError(str(error)) from None
+
+
+def row_counts(label: str, members: Sequence[PerImageCounts | None],
+               notes: list[str]) -> RowCounts | None:
+    """A row's pooled counts, or None (with a note when its runs were tested on different
+    images: averaging them image by image would mean nothing)."""
+    present = [member for member in members if member is not None]
+    if not present:
+        return None
+    sets = {(tuple(member.ids), tuple(member.class_names)) for member in present}
+    if len(sets) > 1:
+        notes.append(f"{label}: no interval, its runs were tested on different images")
+        return None
+    ids, class_names = sets.pop()
+    return RowCounts(pooled([member.counts for member in present]), ids, class_names)
+
+
+def describe_difference(family: tuple, other: tuple) -> str:
+    """How two image sets differ, briefly: counts and an example id."""
+    (ids, classes), (other_ids, other_classes) = family, other
+    if classes != other_classes:
+        return f"classes {', '.join(other_classes[:4])} vs {', '.join(classes[:4])}"
+    missing = sorted(set(ids) - set(other_ids))
+    extra = sorted(set(other_ids) - set(ids))
+    example = f", e.g. {(missing or extra)[0]!r} only in one" if missing or extra else \
+        ", in another order"
+    return f"{len(other_ids)} vs {len(ids)} images{example}"
+
+
+def family_notes(labels: Sequence[str], rows: Sequence[RowCounts | None]) -> list[str]:
+    """One line per image set beyond the largest family: its rows are not paired with it."""
+    families: dict[tuple, list[str]] = {}
+    for label, row in zip(labels, rows, strict=True):
+        if row is not None:
+            families.setdefault(row.image_set, []).append(label)
+    ordered = sorted(families, key=lambda key: -len(families[key]))
+    return [f"not paired with {', '.join(families[ordered[0]])}: "
+            f"{', '.join(families[other])} tested on other images "
+            f"({describe_difference(ordered[0], other)})" for other in ordered[1:]]
+
+
+def family_tests(rows: dict[int, RowCounts], resamples: int, seed: int) -> dict[int, dict]:
+    """Each row of one family against the family's best mIoU: difference, its interval,
+    p-value, Holm-adjusted p-value, and whether it is indistinguishable from the best."""
+    best = max(rows, key=lambda position: rows[position].counts.mean_iou())
+    others = [position for position in rows if position != best]
+    tests = {position: paired_test(rows[position].counts, rows[best].counts, resamples, seed)
+             for position in others}
+    adjusted = dict(zip(others, holm([tests[position].p_value for position in others]),
+                        strict=True))
+    results = {best: {"mIoU_vs_best": 0.0, "same_as_best": True}}
+    for position, test in tests.items():
+        results[position] = {"mIoU_vs_best": test.difference, "mIoU_vs_best_low": test.low,
+                             "mIoU_vs_best_high": test.high, "p_value": test.p_value,
+                             "p_holm": adjusted[position],
+                             "same_as_best": bool(adjusted[position] >= ALPHA)}
+    return results
+
+
+def add_intervals_and_tests(frame: pd.DataFrame, members: Sequence[Sequence[Run]],
+                            grouped: bool, resamples: int = DEFAULT_RESAMPLES,
+                            seed: int = DEFAULT_SEED) -> list[str]:
+    """Add the interval and test columns to `frame` (one row per entry of `members`, the runs
+    behind each row; grouped rows also get the pooled scores their intervals are around),
+    next to the test scores, when some run kept per-image counts; returns the notes."""
+    notes: list[str] = []
+    labels = [" ".join(run.label for run in runs) for runs in members]
+    rows = [row_counts(label, [read_counts(run) for run in runs], notes)
+            for label, runs in zip(labels, members, strict=True)]
+    if all(row is None for row in rows):
+        return notes
+    values: list[dict] = [{} for _ in rows]
+    for position, row in enumerate(rows):
+        if row is not None:
+            intervals = bootstrap_intervals(row.counts, resamples, seed)
+            pooled_scores = {"test_mIoU_pooled": row.counts.mean_iou(),
+                             "test_pixel_acc_pooled": row.counts.pixel_accuracy()}
+            values[position] = {**(pooled_scores if grouped else {}),
+                                "test_mIoU_low": intervals["mIoU"][0],
+                                "test_mIoU_high": intervals["mIoU"][1],
+                                "test_pixel_acc_low": intervals["pixel_acc"][0],
+                                "test_pixel_acc_high": intervals["pixel_acc"][1]}
+    families: dict[tuple, dict[int, RowCounts]] = {}
+    for position, row in enumerate(rows):
+        if row is not None:
+            families.setdefault(row.image_set, {})[position] = row
+    for family in families.values():
+        if len(family) > 1:
+            for position, result in family_tests(family, resamples, seed).items():
+                values[position].update(result)
+    notes += family_notes(labels, rows)
+    added = pd.DataFrame(values, index=frame.index, columns=[
+        *(POOLED_COLUMNS if grouped else []), *INTERVAL_COLUMNS, *TEST_COLUMNS])
+    added["same_as_best"] = added["same_as_best"].astype("boolean")
+    after = [position for position, name in enumerate(frame.columns)
+             if name.startswith("test_pixel_acc")]  # next to the test scores
+    start = after[-1] + 1 if after else len(frame.columns)
+    for offset, column in enumerate(added):
+        frame.insert(start + offset, column, added[column])
+    return notes
