@@ -24,7 +24,7 @@ from seglab.runs.results import package_version
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = {"training": "benchmarks.training", "startup": "benchmarks.startup",
               "memory": "benchmarks.memory", "data": "benchmarks.data_pipeline",
-              "inference": "benchmarks.inference"}
+              "inference": "benchmarks.inference", "significance": "benchmarks.significance"}
 PRECISIONS = ("32-true", "bf16-mixed")
 # the shared parameters of a full run, and of the test suite's tiny one
 DEFAULTS = {"size": [64, 256], "batch": [16, 8], "precision": list(PRECISIONS), "steps": 1,

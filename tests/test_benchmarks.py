@@ -28,6 +28,10 @@ EXPECTED_CASES = {
     "startup": ["seglab-train --help", "seglab-train model=unett", "seglab-train --cfg job",
                 "python -c 'import seglab'"],
     "memory": ["peak RSS, seglab-train, toy run"],
+    "significance": ["test stage, 16 scenes 64², 4 classes",
+                     "confusion-matrix update with per-image counts vs alone, 8×64², 20 classes",
+                     "write per-image file + intervals, 200×20", "seglab-compare 2 runs × 200×20",
+                     "seglab-compare 3 runs × 16 images"],
 }
 
 
@@ -83,6 +87,10 @@ def test_toy_run_prints_the_table_and_writes_every_row(tmp_path: Path):
         for case in cases:
             assert any(label.startswith(case) for label in found), (case, found)
     assert {row["benchmark"] for row in rows} >= {"data"}
+    added = [row for row in rows if row["benchmark"] == "significance"]
+    assert added[0]["extra"]["seconds_added"] == pytest.approx(
+        added[0]["values"]["with per-image counts"] - added[0]["values"]["without"])
+    assert 0 < added[2]["extra"]["file_mib"] < 1
     for row in rows:
         assert all(value > 0 for value in row["values"].values()), row
         assert (row["ratio"] is not None and row["ratio"] > 0) == (len(row["values"]) == 2), row

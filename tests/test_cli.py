@@ -25,6 +25,9 @@ def test_train_cli_writes_the_contract(tmp_path):
     assert CONTRACT_KEYS <= set(metrics)
     assert metrics["status"] == "completed"
     assert "per-class IoU" in result.stdout and f"run folder: {tmp_path}/run" in result.stdout
+    low, high = metrics["test/mIoU_ci95"]
+    assert f"test mIoU {metrics['test/mIoU']:.4f}, 95% interval [{low:.4f}, {high:.4f}] over " \
+           "16 test images" in result.stdout.splitlines()
     for name in ("checkpoints/best.ckpt", "checkpoints/last.ckpt", "curves.png",
                  "predictions.png", "metrics.csv", "train.log", ".hydra/config.yaml"):
         assert (tmp_path / "run" / name).is_file(), name

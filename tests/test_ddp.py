@@ -3,6 +3,7 @@ batch is split between processes, and a multirun of DDP jobs gives each job its 
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from lightning import Trainer
@@ -12,6 +13,7 @@ from seglab.core.errors import ConfigError
 from seglab.engine.builders import build_datamodule, build_module
 from seglab.engine.training import train
 from seglab.models import SegmentationNet
+from seglab.runs.per_image import read_per_image
 
 # Odd validation and test splits: two processes get 8 + 7 and 7 + 6 samples, nothing padded.
 # cross-entropy: a per-pixel mean, so its mean over a split does not depend on how the split is
@@ -139,6 +141,13 @@ def test_ddp_with_the_defaults_equals_a_single_process_seglab_eval(tmp_path):
     single = json.loads((evaluated / "metrics.json").read_text())
     for score in MATRIX_SCORES:  # from the summed confusion matrix: exact
         assert metrics[f"test/{score}"] == single[f"test/{score}"], score
+    # per-image counts gathered from both processes (7 + 6 images), back in the split's order
+    gathered = read_per_image(run / "test_per_image.npz")
+    alone = read_per_image(evaluated / "test_per_image.npz")
+    assert gathered.ids == alone.ids == [f"test_{index:06d}" for index in range(13)]
+    for name in ("intersection", "union", "pixels"):
+        assert np.array_equal(getattr(gathered, name), getattr(alone, name)), name
+    assert metrics["test/mIoU_ci95"] == single["test/mIoU_ci95"]
     # Dice is a ratio per batch: the mean loss depends on how the split is batched (here 4 per
     # process against 8), so the loss agrees only roughly
     assert metrics["test/loss"] == pytest.approx(single["test/loss"], rel=0.05)

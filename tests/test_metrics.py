@@ -8,8 +8,10 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from seglab.engine.metrics import (
     ConfusionMatrix,
+    confusion_counts,
     dice_per_class,
     iou_per_class,
+    per_image_counts,
     pixel_accuracy,
     predicted_classes,
     segmentation_scores,
@@ -55,6 +57,41 @@ def test_ignore_index_pixels_are_not_counted():
     assert scores["iou_a"] == pytest.approx(1 / 3)
     assert scores["iou_b"] == pytest.approx(2 / 4)
     assert scores["iou_c"] == pytest.approx(1.0)
+
+
+def test_per_image_counts_by_hand_leave_ignored_pixels_out():
+    target = torch.tensor([[[0, 0], [1, 255]], [[2, 2], [1, 0]]])
+    prediction = torch.tensor([[[0, 1], [1, 2]], [[2, 0], [1, 0]]])
+    matrices = confusion_counts(prediction, target, 3, ignore_index=255, per_image=True)
+    intersection, union, pixels = per_image_counts(matrices)
+    assert intersection.tolist() == [[1, 1, 0], [1, 1, 1]]
+    assert union.tolist() == [[2, 2, 0], [2, 1, 2]]
+    assert pixels.tolist() == [3, 4]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_per_image_counts_sum_to_the_confusion_matrix(seed):
+    generator = torch.Generator().manual_seed(seed)
+    target = torch.randint(0, 6, (5, 9, 7), generator=generator)
+    target[target == 5] = 255  # a sixth of the pixels ignored
+    prediction = torch.randint(0, 5, (5, 9, 7), generator=generator)
+    matrix = ConfusionMatrix(num_classes=5, ignore_index=255)
+    matrix.update(prediction, target)
+    confmat = matrix.compute()
+    handed = []
+    each_image = ConfusionMatrix(num_classes=5, ignore_index=255)
+    each_image.update(prediction, target, handed.append)
+    assert torch.equal(each_image.compute(), confmat)  # the same sum, counted image by image
+    [matrices] = handed
+    assert matrices.shape == (5, 5, 5)
+    for image in range(5):
+        alone = ConfusionMatrix(num_classes=5, ignore_index=255)
+        alone.update(prediction[image:image + 1], target[image:image + 1])
+        assert torch.equal(matrices[image], alone.compute())
+    intersection, union, pixels = per_image_counts(matrices)
+    assert torch.equal(intersection.sum(0), confmat.diag())
+    assert torch.equal(union.sum(0), confmat.sum(0) + confmat.sum(1) - confmat.diag())
+    assert int(pixels.sum()) == int(confmat.sum())
 
 
 def test_mismatched_class_names_are_refused():

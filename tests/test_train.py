@@ -3,6 +3,8 @@
 import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -10,12 +12,14 @@ from conftest import TINY, compose_config, measured
 from seglab.core.errors import ConfigError
 from seglab.engine.training import train
 from seglab.inference.evaluation import evaluate
+from seglab.runs.per_image import read_per_image
 
 CONTRACT_KEYS = {
     "status", "model", "encoder", "data", "seed", "num_classes", "class_names", "params",
     "gflops", "train_seconds", "epochs", "best_epoch", "val/mIoU", "val/mIoU_best",
     "val/pixel_acc", "val/dice", "val/loss", "test/mIoU", "test/pixel_acc", "test/dice",
-    "test/loss", "versions", "test/images_per_s", "peak_memory_mib",
+    "test/loss", "versions", "test/images_per_s", "peak_memory_mib", "test/mIoU_ci95",
+    "test/pixel_acc_ci95", "test/bootstrap",
 }
 
 
@@ -67,6 +71,29 @@ def test_eval_reproduces_the_test_metrics(trained_run, tmp_path):
         assert evaluated[key] == pytest.approx(trained[key], abs=1e-4), key
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["evaluated_run"] == str(output)
+    again = read_per_image(tmp_path / "eval" / "test_per_image.npz")
+    first = read_per_image(output / "test_per_image.npz")
+    assert again.ids == first.ids
+    assert np.abs(again.intersection - first.intersection).sum() <= 0.001 * 16 * 32 * 32
+
+
+def test_the_test_keeps_per_image_counts_that_sum_to_its_confusion_matrix(trained_run):
+    output, metrics, _ = trained_run
+    scores = read_per_image(output / "test_per_image.npz")
+    assert scores.ids == [f"test_{index:06d}" for index in range(16)]  # the split's order
+    assert scores.class_names == metrics["class_names"]
+    confusion = pd.read_csv(output / "confusion_matrix.csv", index_col=0).to_numpy()
+    diagonal = np.diag(confusion)
+    assert np.array_equal(scores.intersection.sum(0), diagonal)
+    assert np.array_equal(scores.union.sum(0), confusion.sum(0) + confusion.sum(1) - diagonal)
+    assert scores.pixels.sum() == confusion.sum() == 16 * 32 * 32
+    assert scores.counts.mean_iou() == pytest.approx(metrics["test/mIoU"], abs=1e-6)
+    for key in ("mIoU", "pixel_acc"):
+        low, high = metrics[f"test/{key}_ci95"]
+        assert low <= metrics[f"test/{key}"] <= high and low < high, key
+    assert metrics["test/bootstrap"] == {"resamples": 2000, "seed": 0, "images": 16,
+                                         "method": "percentile, over test images",
+                                         "file": "test_per_image.npz"}
 
 
 def test_eval_command_line_overrides_win(trained_run, tmp_path):

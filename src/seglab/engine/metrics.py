@@ -7,7 +7,7 @@ ignored pixels. A class absent from both target and prediction has an undefined 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -60,37 +60,43 @@ def segmentation_scores(confmat: Tensor, class_names: list[str]) -> dict[str, fl
     return scores
 
 
-def per_image_counts(preds: Tensor, target: Tensor, num_classes: int,
-                     ignore_index: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """Each image's intersection and union pixel counts per class ([N, C] each) and its counted
-    pixels ([N]), from class maps [N, H, W]: the confusion matrix's diagonal and unions, image
-    by image (ignored pixels left out alike). One scatter, no host synchronisation."""
-    images, classes = preds.shape[0], num_classes
+def confusion_counts(preds: Tensor, target: Tensor, num_classes: int,
+                     ignore_index: int | None = None, per_image: bool = False) -> Tensor:
+    """The [target, prediction] pixel counts of class maps [N, H, W]: one [C, C] matrix, or
+    with `per_image` one per image, [N, C, C]. Pixels whose target is ignored or out of range
+    are counted in one extra bin that is never read; one scatter, no host synchronisation
+    (boolean indexing and bincount, as torchmetrics' own uses, both wait for the GPU)."""
+    classes, images = num_classes, preds.shape[0] if per_image else 1
     target, preds = target.reshape(images, -1).long(), preds.reshape(images, -1).long()
     counted = (target >= 0) & (target < classes)
     if ignore_index is not None:
         counted &= target != ignore_index
-    offsets = torch.arange(images, device=preds.device).unsqueeze(1) * classes
-    unused = images * classes  # the bin of pixels left out
-    size = unused + 1
-    right = counted & (preds == target)
-    bins = torch.cat([torch.where(counted, offsets + target, unused),
-                      torch.where(counted, offsets + preds, unused) + size,
-                      torch.where(right, offsets + target, unused) + 2 * size])
-    counts = torch.zeros(3 * size, dtype=torch.long, device=bins.device)
+    first_bin = torch.arange(images, device=preds.device).unsqueeze(1) * classes * classes
+    unused = images * classes * classes
+    bins = torch.where(counted, first_bin + target * classes + preds, unused).flatten()
+    counts = torch.zeros(unused + 1, dtype=torch.long, device=bins.device)
     with _integer_scatter():
-        counts.scatter_add_(0, bins.flatten(), torch.ones_like(bins.flatten()))
-    true_area, predicted_area, intersection = counts.view(3, size)[:, :-1].view(3, images, classes)
-    union = true_area + predicted_area - intersection
-    return intersection, union, true_area.sum(1)
+        counts.scatter_add_(0, bins, torch.ones_like(bins))
+    matrices = counts[:-1].view(images, classes, classes)
+    return matrices if per_image else matrices[0]
+
+
+def per_image_counts(matrices: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Each image's intersection and union pixel counts per class ([N, C] each) and its counted
+    pixels ([N]), from its own confusion matrix ([N, C, C]): the summed matrix's diagonal and
+    unions, image by image."""
+    intersection = matrices.diagonal(dim1=1, dim2=2)
+    union = matrices.sum(1) + matrices.sum(2) - intersection
+    return intersection, union, matrices.sum((1, 2))
 
 
 class ConfusionMatrix(Metric):
     """The [target, prediction] pixel-count matrix of a stage, accumulated on the device.
 
-    One update per step and no host synchronisation in it (torchmetrics' own drops ignored
-    pixels by boolean indexing and counts with bincount, both of which wait for the GPU):
-    ignored pixels are counted in one extra bin that is never read. Summed over DDP processes.
+    One update per step and no host synchronisation in it (`confusion_counts`). Summed over
+    DDP processes. An update given `each_image` counts every image on its own matrix, hands
+    those ([N, C, C]) to it, and adds their sum: the test's per-image counts for the price
+    of about one more reduction.
     """
 
     full_state_update = False
@@ -102,17 +108,15 @@ class ConfusionMatrix(Metric):
         self.add_state("confmat", torch.zeros(num_classes, num_classes, dtype=torch.long),
                        dist_reduce_fx="sum")
 
-    def update(self, preds: Tensor, target: Tensor) -> None:
-        classes = self.num_classes
-        target, preds = target.flatten().long(), preds.flatten().long()
-        counted = (target >= 0) & (target < classes)
-        if self.ignore_index is not None:
-            counted &= target != self.ignore_index
-        bins = torch.where(counted, target * classes + preds, classes * classes)
-        counts = torch.zeros(classes * classes + 1, dtype=torch.long, device=bins.device)
-        with _integer_scatter():
-            counts.scatter_add_(0, bins, torch.ones_like(bins))
-        self.confmat += counts[:-1].view(classes, classes)
+    def update(self, preds: Tensor, target: Tensor,
+               each_image: Callable[[Tensor], None] | None = None) -> None:
+        if each_image is None:
+            self.confmat += confusion_counts(preds, target, self.num_classes, self.ignore_index)
+            return
+        matrices = confusion_counts(preds, target, self.num_classes, self.ignore_index,
+                                    per_image=True)
+        each_image(matrices)
+        self.confmat += matrices.sum(0)
 
     def compute(self) -> Tensor:
         return self.confmat

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 from lightning import LightningModule
@@ -84,7 +85,7 @@ class SegmentationModule(LightningModule):
         })
         self.mean_losses = nn.ModuleDict({f"{stage}_loss": MeanMetric() for stage in STAGES})
         self.mean_aux_loss = MeanMetric()
-        self.per_image = PerImageScores(len(self.class_names), ignore_index)
+        self.per_image = PerImageScores(len(self.class_names))
         self.best_val_miou = -math.inf
         self.best_val_epoch: int | None = None
         self.best_val_step: int | None = None
@@ -117,10 +118,9 @@ class SegmentationModule(LightningModule):
             if auxiliary is not None:
                 self.mean_aux_loss.update(auxiliary.detach(), batch_size)
                 loss = loss + auxiliary
-        preds = predicted_classes(logits)
-        self.confmats[f"{stage}_confmat"].update(preds, batch["mask"])
-        if stage == "test":
-            self.per_image.update(preds, batch)
+        each_image = partial(self.per_image.update, batch=batch) if stage == "test" else None
+        self.confmats[f"{stage}_confmat"].update(predicted_classes(logits), batch["mask"],
+                                                 each_image)
         self.mean_losses[f"{stage}_loss"].update(loss.detach(), batch_size)
         if stage == "train":
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True,

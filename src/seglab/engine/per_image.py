@@ -1,7 +1,8 @@
 """The test stage's per-image counts: each test image's intersection and union pixels per
 class, kept beside the summed confusion matrix so that reports can bootstrap over images.
 
-Counted on the device with no host synchronisation per step (`per_image_counts`); at the
+Counted on the device with no host synchronisation per step, from each image's own confusion
+matrix, which the stage's `ConfusionMatrix` computes anyway when asked (`each_image`); at the
 stage's end moved to the host once, and under DDP gathered from every process in one
 collective and put back in the split's order by each sample's `index`: exact whatever the
 split between processes (seglab's evaluation sampler gives each image to one process).
@@ -21,18 +22,18 @@ from seglab.runs.per_image import PerImageCounts
 class PerImageScores:
     """Accumulates one stage's per-image counts, batch by batch, on the batches' device."""
 
-    def __init__(self, num_classes: int, ignore_index: int | None) -> None:
+    def __init__(self, num_classes: int) -> None:
         self.num_classes = num_classes
-        self.ignore_index = ignore_index
         self.reset()
 
     def reset(self) -> None:
         self._parts: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
         self._ids: list[str] = []
 
-    def update(self, preds: Tensor, batch: dict) -> None:
-        """Count a batch's class maps against its masks; `batch` brings `index` and `id`."""
-        counts = per_image_counts(preds, batch["mask"], self.num_classes, self.ignore_index)
+    def update(self, matrices: Tensor, batch: dict) -> None:
+        """Keep a batch's per-image counts, from its images' confusion matrices [N, C, C];
+        `batch` brings their `index` and `id`."""
+        counts = per_image_counts(matrices)
         self._parts.append((torch.as_tensor(batch["index"]).reshape(-1), *counts))
         self._ids += [str(name) for name in batch["id"]]
 
