@@ -132,9 +132,37 @@ def test_runs_tested_on_other_images_are_not_paired_and_say_so(tested_runs, caps
     assert table.loc["shifted", ["test_mIoU_low", "test_mIoU_high"]].notna().all()
     assert table.loc["shifted", ["p_value", "same_as_best"]].isna().all()
     assert table.loc["worse", "same_as_best"] == False  # noqa: E712 (a pandas cell)
-    note = "not paired: not paired with best, close, worse: shifted tested on other images " \
-           "(40 vs 40 images, e.g. 'test_000000' only in one)"
-    assert note in capsys.readouterr().out.splitlines()
+    note = "note: shifted tested on other images than best, close, worse (40 vs 40 images, " \
+           "e.g. 'test_000000' only in one): not paired with them"
+    printed = capsys.readouterr().out.splitlines()
+    assert note in printed
+    assert "[low, high]: 95% interval; marked test mIoU: not significantly below the best " \
+           "(see comparison.md)" in printed
+    assert f"Note: {note.removeprefix('note: ')}." in (sweep / "comparison.md").read_text()
+
+
+def test_the_same_images_in_another_order_pair_by_id(tested_runs):
+    sweep, counts = tested_runs
+    reverse = slice(None, None, -1)
+    ids = [f"test_{index:06d}" for index in range(IMAGES)][reverse]
+    worse = counts["worse"]
+    write_tested_run(sweep / "reversed", Counts(worse.intersection[reverse], worse.union[reverse],
+                                                worse.pixels[reverse]), ids,
+                     overrides=("model=reversed",))
+    main([str(sweep)])
+    table = read_csv(sweep).set_index("run")
+    assert table.loc["reversed", "mIoU_vs_best"] == table.loc["worse", "mIoU_vs_best"]
+    assert table.loc["reversed", "p_value"] == table.loc["worse", "p_value"]
+
+
+def test_runs_that_cannot_be_told_apart_are_all_marked(tmp_path):
+    sweep = tmp_path / "sweep"
+    for name, seed in (("a", 0), ("b", 3)):
+        write_tested_run(sweep / name, counts_of(0.80, seed), overrides=(f"model={name}",))
+    main([str(sweep)])
+    assert read_csv(sweep)["same_as_best"].tolist() == [True, True]
+    cells = [row["test mIoU"] for row in markdown_rows(sweep / "comparison.md")]
+    assert all(cell.startswith("**") for cell in cells), cells
 
 
 def test_group_by_seed_gives_the_spread_and_the_pooled_interval(tmp_path):
@@ -160,6 +188,16 @@ def test_group_by_seed_gives_the_spread_and_the_pooled_interval(tmp_path):
     assert cells["a"]["pooled test mIoU"].startswith("**") and " ± " in cells["a"]["test mIoU"]
     assert "[" not in cells["a"]["test mIoU"]
     assert "A group's `pooled test mIoU`" in (sweep / "comparison.md").read_text()
+
+
+def test_a_group_with_a_run_without_counts_gets_no_pooled_interval(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    write_tested_run(sweep / "0", counts_of(0.8, 0), overrides=("seed=0",))
+    write_run(sweep / "1", overrides=("seed=1",), **{"test/mIoU": 0.7})  # an older run
+    main([str(sweep), "--group-by", "seed"])
+    assert "note: 0 1: no pooled interval, 1 kept no per-image counts" in \
+        capsys.readouterr().out.splitlines()
+    assert "test_mIoU_low" not in read_csv(sweep).columns
 
 
 def test_chart_draws_each_interval_as_an_error_bar(tested_runs):

@@ -16,6 +16,7 @@ from seglab.engine.metrics import (
     predicted_classes,
     segmentation_scores,
 )
+from seglab.engine.per_image import PerImageScores
 
 
 def test_two_class_matrix_by_hand():
@@ -67,6 +68,26 @@ def test_per_image_counts_by_hand_leave_ignored_pixels_out():
     assert intersection.tolist() == [[1, 1, 0], [1, 1, 1]]
     assert union.tolist() == [[2, 2, 0], [2, 1, 2]]
     assert pixels.tolist() == [3, 4]
+    # kept for the whole test stage: they must not hold on to the [N, C, C] matrices
+    assert intersection.untyped_storage().nbytes() == intersection.numel() * 8
+
+
+def test_per_image_scores_come_back_in_the_split_order(caplog):
+    target = torch.tensor([[[0, 0], [1, 255]], [[2, 2], [1, 0]]])
+    matrices = confusion_counts(target.clamp(max=2), target, 3, ignore_index=255, per_image=True)
+    scores = PerImageScores(3)
+    scores.update(matrices, {"index": torch.tensor([5, 2]), "id": ["late", "early"]})
+    scores.update(matrices[:1], {"index": torch.tensor([3]), "id": ["middle"]})
+    kept = scores.gathered(None, ["a", "b", "c"])
+    assert kept.ids == ["early", "middle", "late"]
+    assert kept.pixels.tolist() == [4, 3, 3] and kept.intersection.tolist()[0] == [1, 1, 2]
+    blind = PerImageScores(3)  # a dataset whose samples carry no index or id
+    for _ in range(2):
+        blind.update(matrices, {"image": None})
+    assert blind.gathered(None, ["a", "b", "c"]) is None
+    assert [record.message for record in caplog.records] == [
+        "per-image test counts not kept: the test samples have no 'index' and 'id' (a "
+        "SegmentationDataset gives both); no test intervals"]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -25,6 +25,8 @@ from seglab.reports.run_folders import CompareError, find_runs, read_runs, statu
 from seglab.sweeps.dashboard import DashboardError, serve
 
 MAX_WIDTH = 100  # the terminal view fits 100 columns, or the terminal if it is narrower
+TESTED_LEGEND = ("[low, high]: 95% interval; marked test mIoU: not significantly below the best "
+                 "(see comparison.md)")
 STATUS_STYLES = {"pruned": "cyan", "failed": "red", "running": "yellow", "unfinished": "yellow"}
 
 
@@ -184,8 +186,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(1) from None
     try:
         print_table(columns, summary)
+        if "p_holm" in comparison.frame:
+            print(TESTED_LEGEND)
         for note in comparison.notes:
-            print(f"not paired: {note}")
+            print(f"note: {note}")
         for name in files:
             print(f"wrote {out_dir / name}")
     except BrokenPipeError:  # `| head` stopped reading: not an error of ours

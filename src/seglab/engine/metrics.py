@@ -84,8 +84,8 @@ def confusion_counts(preds: Tensor, target: Tensor, num_classes: int,
 def per_image_counts(matrices: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Each image's intersection and union pixel counts per class ([N, C] each) and its counted
     pixels ([N]), from its own confusion matrix ([N, C, C]): the summed matrix's diagonal and
-    unions, image by image."""
-    intersection = matrices.diagonal(dim1=1, dim2=2)
+    unions, image by image (new tensors: keeping them does not keep the matrices)."""
+    intersection = matrices.diagonal(dim1=1, dim2=2).clone()
     union = matrices.sum(1) + matrices.sum(2) - intersection
     return intersection, union, matrices.sum((1, 2))
 

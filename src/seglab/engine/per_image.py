@@ -10,6 +10,8 @@ split between processes (seglab's evaluation sampler gives each image to one pro
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 from lightning import Trainer
@@ -17,6 +19,8 @@ from torch import Tensor
 
 from seglab.engine.metrics import per_image_counts
 from seglab.runs.per_image import PerImageCounts
+
+log = logging.getLogger(__name__)
 
 
 class PerImageScores:
@@ -29,10 +33,18 @@ class PerImageScores:
     def reset(self) -> None:
         self._parts: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
         self._ids: list[str] = []
+        self.kept = True
 
     def update(self, matrices: Tensor, batch: dict) -> None:
         """Keep a batch's per-image counts, from its images' confusion matrices [N, C, C];
-        `batch` brings their `index` and `id`."""
+        `batch` brings their `index` and `id` (samples of a dataset that does not give them,
+        one not built on `SegmentationDataset`, are not kept: said once, in one line)."""
+        if "index" not in batch or "id" not in batch:
+            if self.kept:
+                log.warning("per-image test counts not kept: the test samples have no 'index' "
+                            "and 'id' (a SegmentationDataset gives both); no test intervals")
+            self.kept = False
+            return
         counts = per_image_counts(matrices)
         self._parts.append((torch.as_tensor(batch["index"]).reshape(-1), *counts))
         self._ids += [str(name) for name in batch["id"]]
@@ -48,9 +60,12 @@ class PerImageScores:
         return {"index": index, "ids": list(self._ids), "intersection": intersection,
                 "union": union, "pixels": pixels}
 
-    def gathered(self, trainer: Trainer | None, class_names: list[str]) -> PerImageCounts:
+    def gathered(self, trainer: Trainer | None,
+                 class_names: list[str]) -> PerImageCounts | None:
         """Every process's counts, in the split's order (under DDP a collective: every
-        process calls it at the same point)."""
+        process calls it at the same point); None when they were not kept."""
+        if not self.kept:  # the same on every process: their samples come from one dataset
+            return None
         parts = [self._local()]
         if trainer is not None and trainer.world_size > 1:
             parts = [None] * trainer.world_size

@@ -78,6 +78,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     if not trainer.is_global_zero:  # under DDP, rank zero alone writes the folder
         return {}, objects
 
+    intervals = keep_per_image(run.folder, module.test_per_image)
     metrics = completed_record(cfg, run.folder, class_names,
                                {"val": val_logged, "test": test_logged}, {
         "params": count_parameters(module.net),
@@ -92,7 +93,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
         "skipped_samples": len(datamodule.skipped),
         "checkpoint": best or None,
         **reproduction_record(cfg),
-        **keep_per_image(run.folder, module.test_per_image),
+        **intervals,
     })
     if pruned:
         metrics = {**metrics, "status": "pruned", "pruned": current_trial().pruned}

@@ -90,10 +90,10 @@ def evaluate(cfg: DictConfig) -> tuple[dict, dict]:
         return {}, objects
     if module.test_confusion is not None:
         write_confusion_outputs(module.test_confusion, class_names, run.folder)
+    intervals = keep_per_image(run.folder, module.test_per_image)
 
     metrics = completed_record(cfg, run.folder, class_names,
                                {"test": dict(trainer.callback_metrics)},
-                               {**source, **costs.figures,
-                                **keep_per_image(run.folder, module.test_per_image)})
+                               {**source, **costs.figures, **intervals})
     finish_run(run, metrics)
     return metrics, objects

@@ -69,9 +69,10 @@ def score_column(comparison: Comparison, metric: Metric) -> Column:
     if spread is not None:
         cells = [cell + (f" ± {metric.show(std)}" if pd.notna(std) and std != 0 else "")
                  for cell, std in zip(cells, spread, strict=True)]
+    priority = 0 if metric == comparison.headline else metric.priority
     if metric.column in INTERVAL_SCORES and not comparison.grouped:
         cells = with_interval(cells, comparison.frame, metric.column.removeprefix("test_"))
-    priority = 0 if metric == comparison.headline else metric.priority
+        priority = min(priority, 1)  # kept on a narrow terminal before `p vs best`
     best = best_rows(values.where(comparison.finished()), metric.better)
     if metric.column == "test_mIoU" and not comparison.grouped:
         best = tied_with_best(comparison.frame, best)
@@ -79,9 +80,10 @@ def score_column(comparison: Comparison, metric: Metric) -> Column:
 
 
 def tied_with_best(frame: pd.DataFrame, best: list[bool]) -> list[bool]:
-    """The rows the paired tests could not tell from the best, when some row was worse."""
+    """The best rows and those the paired tests could not tell from them, where there were
+    tests (a row not tested is not marked); else `best`."""
     same = frame.get("same_as_best")
-    if same is None or not same.eq(False).any():
+    if same is None or not same.notna().any():
         return best
     return same.fillna(False).astype(bool).tolist()
 
@@ -92,7 +94,7 @@ def pooled_column(comparison: Comparison) -> Column:
     cells = with_interval([POOLED.show(value) for value in frame["test_mIoU_pooled"]], frame,
                           "mIoU")
     best = tied_with_best(frame, best_rows(frame["test_mIoU_pooled"], "max"))
-    return Column(POOLED.column, POOLED.header, cells, best, True, 1)
+    return Column(POOLED.column, POOLED.header, cells, best, True, 1)  # before `p vs best`
 
 
 def p_value_column(frame: pd.DataFrame) -> Column:
@@ -104,7 +106,7 @@ def p_value_column(frame: pd.DataFrame) -> Column:
 
     cells = [cell(p_value, same) for p_value, same
              in zip(frame["p_holm"], frame["same_as_best"], strict=True)]
-    return Column("p_holm", "p vs best", cells, [False] * len(cells), True, 1)
+    return Column("p_holm", "p vs best", cells, [False] * len(cells), True, 2)
 
 
 def text_column(name: str, values: pd.Series) -> Column:
@@ -160,7 +162,7 @@ def markdown_report(comparison: Comparison, summary: str) -> str:
         lines += ["", " ".join(notes)]
     if "test_mIoU_low" in comparison.frame:
         lines += ["", interval_note(comparison)]
-    lines += [f"Not paired: {note}." for note in comparison.notes]
+    lines += [f"Note: {note}." for note in comparison.notes]
     return "\n".join([*lines, "", markdown_table(columns), ""])
 
 

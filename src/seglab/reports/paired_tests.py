@@ -8,6 +8,7 @@ each row is tested against the family's best test mIoU with a two-sided paired p
 test over the images, and the p-values are Holm-adjusted over the family: `same_as_best` is
 true for the best and for every row whose adjusted p-value is at least `ALPHA`. Rows tested
 on other images are never paired with them; the notes say which and why, in one line each.
+Images pair by id, whatever order each run tested them in.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from seglab.core.significance import (
@@ -52,9 +54,9 @@ class RowCounts:
 
 
 def read_counts(run: Run) -> PerImageCounts | None:
-    """A completed run's per-image counts; None for runs from before they were kept."""
+    """A run's per-image counts; None for runs from before they were kept."""
     path = run.folder / PER_IMAGE_FILE
-    if run.status != "completed" or not path.is_file():
+    if not path.is_file():
         return None
     try:
         return read_per_image(path)
@@ -62,19 +64,39 @@ def read_counts(run: Run) -> PerImageCounts | None:
         raise CompareError(str(error)) from None
 
 
-def row_counts(label: str, members: Sequence[PerImageCounts | None],
-               notes: list[str]) -> RowCounts | None:
-    """A row's pooled counts, or None (with a note when its runs were tested on different
-    images: averaging them image by image would mean nothing)."""
-    present = [member for member in members if member is not None]
-    if not present:
+def by_id(scores: PerImageCounts) -> tuple[tuple[str, ...], Counts]:
+    """The images' ids in sorted order and the counts in that order: runs that tested the
+    same images in another order pair image by image."""
+    order = np.argsort(np.asarray(scores.ids), kind="stable")
+    counts = scores.counts
+    return tuple(scores.ids[position] for position in order), Counts(
+        counts.intersection[order], counts.union[order], counts.pixels[order])
+
+
+def some(labels: Sequence[str], shown: int = 3) -> str:
+    """A few labels, and how many more: notes stay one line in large sweeps."""
+    more = f" and {len(labels) - shown} more" if len(labels) > shown else ""
+    return ", ".join(labels[:shown]) + more
+
+
+def row_counts(label: str, runs: Sequence[Run], notes: list[str]) -> RowCounts | None:
+    """A row's counts: its completed runs', aligned by image id and averaged image by image;
+    None for runs without per-image counts, or (said in a note) a group whose runs were
+    tested on different images or only in part kept their counts."""
+    completed = [run for run in runs if run.status == "completed"]
+    found = [read_counts(run) for run in completed]
+    if all(scores is None for scores in found):
         return None
-    sets = {(tuple(member.ids), tuple(member.class_names)) for member in present}
-    if len(sets) > 1:
-        notes.append(f"{label}: no interval, its runs were tested on different images")
+    without = [run.label for run, scores in zip(completed, found, strict=True) if scores is None]
+    if without:
+        notes.append(f"{label}: no pooled interval, {some(without)} kept no per-image counts")
         return None
-    ids, class_names = sets.pop()
-    return RowCounts(pooled([member.counts for member in present]), ids, class_names)
+    aligned = [(*by_id(scores), tuple(scores.class_names)) for scores in found]
+    if len({(ids, classes) for ids, _, classes in aligned}) > 1:
+        notes.append(f"{label}: no pooled interval, its runs were tested on different images")
+        return None
+    ids, _, class_names = aligned[0]
+    return RowCounts(pooled([counts for _, counts, _ in aligned]), ids, class_names)
 
 
 def describe_difference(family: tuple, other: tuple) -> str:
@@ -82,11 +104,8 @@ def describe_difference(family: tuple, other: tuple) -> str:
     (ids, classes), (other_ids, other_classes) = family, other
     if classes != other_classes:
         return f"classes {', '.join(other_classes[:4])} vs {', '.join(classes[:4])}"
-    missing = sorted(set(ids) - set(other_ids))
-    extra = sorted(set(other_ids) - set(ids))
-    example = f", e.g. {(missing or extra)[0]!r} only in one" if missing or extra else \
-        ", in another order"
-    return f"{len(other_ids)} vs {len(ids)} images{example}"
+    only = sorted(set(ids) ^ set(other_ids))
+    return f"{len(other_ids)} vs {len(ids)} images, e.g. {only[0]!r} only in one"
 
 
 def family_notes(labels: Sequence[str], rows: Sequence[RowCounts | None]) -> list[str]:
@@ -96,9 +115,9 @@ def family_notes(labels: Sequence[str], rows: Sequence[RowCounts | None]) -> lis
         if row is not None:
             families.setdefault(row.image_set, []).append(label)
     ordered = sorted(families, key=lambda key: -len(families[key]))
-    return [f"not paired with {', '.join(families[ordered[0]])}: "
-            f"{', '.join(families[other])} tested on other images "
-            f"({describe_difference(ordered[0], other)})" for other in ordered[1:]]
+    return [f"{some(families[other])} tested on other images than "
+            f"{some(families[ordered[0]])} ({describe_difference(ordered[0], other)}): "
+            f"not paired with them" for other in ordered[1:]]
 
 
 def family_tests(rows: dict[int, RowCounts], resamples: int, seed: int) -> dict[int, dict]:
@@ -127,8 +146,7 @@ def add_intervals_and_tests(frame: pd.DataFrame, members: Sequence[Sequence[Run]
     next to the test scores, when some run kept per-image counts; returns the notes."""
     notes: list[str] = []
     labels = [" ".join(run.label for run in runs) for runs in members]
-    rows = [row_counts(label, [read_counts(run) for run in runs], notes)
-            for label, runs in zip(labels, members, strict=True)]
+    rows = [row_counts(label, runs, notes) for label, runs in zip(labels, members, strict=True)]
     if all(row is None for row in rows):
         return notes
     values: list[dict] = [{} for _ in rows]

@@ -71,21 +71,39 @@ def write_per_image(folder: Path, scores: PerImageCounts) -> Path:
 def read_per_image(path: Path) -> PerImageCounts:
     """A `test_per_image.npz`; ValueError naming the file when it is not one."""
     try:
-        with np.load(path, allow_pickle=False) as arrays:
-            missing = [name for name in ARRAYS if name not in arrays.files]
-            if missing:
-                raise ValueError(f"{path}: not a seglab per-image file (no {', '.join(missing)}; "
-                                 f"expected arrays {', '.join(ARRAYS)})")
-            loaded = {name: arrays[name] for name in ARRAYS}
-    except (OSError, zipfile.BadZipFile, EOFError) as error:
-        raise ValueError(f"{path}: not readable ({error})") from None
-    images, classes = len(loaded["ids"]), len(loaded["class_names"])
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError("one array, not an archive of arrays")
+        with loaded as arrays:
+            found = {name: arrays[name] for name in ARRAYS if name in arrays.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path}: not readable as an .npz file ({error})") from None
+    try:
+        return checked_counts(found)
+    except ValueError as error:
+        raise ValueError(f"{path}: not a seglab per-image file ({error})") from None
+
+
+def checked_counts(loaded: dict[str, np.ndarray]) -> PerImageCounts:
+    """The arrays of a per-image file, checked: ids and class names as lists of texts,
+    non-negative integer counts of the right shapes, each intersection within its union."""
+    missing = [name for name in ARRAYS if name not in loaded]
+    if missing:
+        raise ValueError(f"no {', '.join(missing)}; expected arrays {', '.join(ARRAYS)}")
+    ids, class_names = loaded["ids"], loaded["class_names"]
+    if ids.ndim != 1 or class_names.ndim != 1 or not len(ids) or len(set(ids.tolist())) < len(ids):
+        raise ValueError(f"expected one or more distinct ids and a list of class names; got "
+                         f"ids of shape {ids.shape}")
+    images, classes = len(ids), len(class_names)
     for name, shape in (("intersection", (images, classes)), ("union", (images, classes)),
                         ("pixels", (images,))):
-        if loaded[name].shape != shape:
-            raise ValueError(f"{path}: {name} has shape {loaded[name].shape}, expected {shape} "
-                             f"({images} ids, {classes} class names)")
-    return PerImageCounts(ids=loaded["ids"].tolist(), class_names=loaded["class_names"].tolist(),
+        array = loaded[name]
+        if array.shape != shape or array.dtype.kind not in "ui" or (array < 0).any():
+            raise ValueError(f"{name}: expected non-negative integers of shape {shape}, got "
+                             f"{array.dtype} {array.shape}")
+    if (loaded["intersection"] > loaded["union"]).any():
+        raise ValueError("an intersection exceeds its union")
+    return PerImageCounts(ids=ids.tolist(), class_names=class_names.tolist(),
                           **{name: loaded[name].astype(np.int64)
                              for name in ("intersection", "union", "pixels")})
 
