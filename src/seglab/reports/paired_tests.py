@@ -108,12 +108,9 @@ def describe_difference(family: tuple, other: tuple) -> str:
     return f"{len(other_ids)} vs {len(ids)} images, e.g. {only[0]!r} only in one"
 
 
-def family_notes(labels: Sequence[str], rows: Sequence[RowCounts | None]) -> list[str]:
-    """One line per image set beyond the largest family: its rows are not paired with it."""
-    families: dict[tuple, list[str]] = {}
-    for label, row in zip(labels, rows, strict=True):
-        if row is not None:
-            families.setdefault(row.image_set, []).append(label)
+def family_notes(families: dict[tuple, list[str]]) -> list[str]:
+    """One line per image set beyond the largest family (image set → its rows' labels): its
+    rows are not paired with it."""
     ordered = sorted(families, key=lambda key: -len(families[key]))
     return [f"{some(families[other])} tested on other images than "
             f"{some(families[ordered[0]])} ({describe_difference(ordered[0], other)}): "
@@ -168,7 +165,8 @@ def add_intervals_and_tests(frame: pd.DataFrame, members: Sequence[Sequence[Run]
         if len(family) > 1:
             for position, result in family_tests(family, resamples, seed).items():
                 values[position].update(result)
-    notes += family_notes(labels, rows)
+    notes += family_notes({key: [labels[position] for position in family]
+                           for key, family in families.items()})
     added = pd.DataFrame(values, index=frame.index, columns=[
         *(POOLED_COLUMNS if grouped else []), *INTERVAL_COLUMNS, *TEST_COLUMNS])
     added["same_as_best"] = added["same_as_best"].astype("boolean")
